@@ -1,0 +1,1 @@
+"""Terminal apps (agent desk, customer client, supervisor monitor) and the CLI."""

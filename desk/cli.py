@@ -1,0 +1,175 @@
+"""``desk``: run the hub, manage staff, and (later) open the terminal apps.
+
+    desk hub --port 8765 --db desk.db        run the hub
+    desk user add a1 --name 李娜 --groups cards,general
+    desk user list | disable ID | enable ID | set ID --max 4
+    desk audit verify                         check the audit log's hash chain
+    desk demo                                 hub + demo accounts (what `make demo` runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+
+from server import admin
+from server.config import HubConfig
+
+DEFAULT_DB = Path(os.environ.get("DESK_DB", "desk.db"))
+DEMO_DIR = Path(".demo")
+DEMO_AGENTS = [
+    ("a1", "李娜", ["general", "cards", "payments", "digital"]),
+    ("a2", "王强", ["general", "credit_card", "accounts", "security"]),
+    ("a3", "陈静", ["general", "wealth", "loans", "complaints"]),
+]
+DEMO_PASSWORD = "demo1234"
+
+
+def _groups(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [g.strip() for g in text.split(",") if g.strip()]
+
+
+def _password(args: argparse.Namespace) -> str:
+    if getattr(args, "password", None):
+        return str(args.password)
+    env = os.environ.get("DESK_PASSWORD")
+    if env:
+        return env
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        raise admin.AdminError("the passwords differ")
+    return first
+
+
+def _hub_config(args: argparse.Namespace) -> HubConfig:
+    return HubConfig(
+        db_path=Path(args.db), host=args.host, port=args.port, agent_grace_s=args.grace,
+        customer_idle_s=args.idle, default_group=args.default_group,
+    )  # fmt: skip
+
+
+async def _run_hub(config: HubConfig) -> None:
+    from server.net import build_hub
+
+    server = await build_hub(config).start()
+    print(f"hub listening on {server.url}  (db {config.db_path}; GET /healthz, /metrics)", flush=True)
+    await server.serve_until_signalled()
+
+
+async def _demo(args: argparse.Namespace) -> None:
+    DEMO_DIR.mkdir(exist_ok=True)
+    db = DEMO_DIR / "desk.db"
+    known = {u.id for u in await admin.list_users(db)}
+    for agent_id, name, groups in DEMO_AGENTS:
+        if agent_id not in known:
+            await admin.add_user(db, agent_id, name, DEMO_PASSWORD, groups=groups)
+    if "sup" not in known:
+        await admin.add_user(db, "sup", "值班主管", DEMO_PASSWORD, role="supervisor")
+    config = HubConfig(db_path=db, host="127.0.0.1", port=args.port)
+    print(
+        "Demo hub with demo accounts (password %s): agents a1 a2 a3, supervisor sup.\n"
+        "Protocol: docs/PROTOCOL.md. Customers connect to ws://127.0.0.1:%d/ and send\n"
+        '  {"type":"hello","name":"张阿姨","flags":["elderly"]}\n'
+        "Ctrl+C stops the hub (pending writes are drained first)." % (DEMO_PASSWORD, args.port),
+        flush=True,
+    )
+    await _run_hub(config)
+
+
+def _print_users(users: list) -> None:  # type: ignore[type-arg]
+    print(f"{'id':<12} {'role':<11} {'name':<12} {'max':>3}  {'status':<8} {'groups'}")
+    for u in users:
+        state = "disabled" if u.disabled else u.status
+        print(f"{u.id:<12} {u.role:<11} {u.name:<12} {u.max_chats:>3}  {state:<8} {','.join(u.groups)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="desk", description="Bank chat desk: hub and tools.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    hub = sub.add_parser("hub", help="run the hub")
+    hub.add_argument("--host", default="127.0.0.1")
+    hub.add_argument("--port", type=int, default=8765)
+    hub.add_argument("--db", default=str(DEFAULT_DB), help="SQLite file (created if missing)")
+    hub.add_argument("--grace", type=float, default=60.0, help="agent reconnect grace, seconds")
+    hub.add_argument("--idle", type=float, default=600.0, help="close silent customers after, seconds")
+    hub.add_argument("--default-group", default="general")
+
+    demo = sub.add_parser("demo", help="run a demo hub with demo accounts")
+    demo.add_argument("--port", type=int, default=8765)
+
+    user = sub.add_parser("user", help="manage agents and supervisors")
+    user.add_argument("--db", default=str(DEFAULT_DB))
+    usub = user.add_subparsers(dest="action", required=True)
+    add = usub.add_parser("add", help="add an agent or supervisor")
+    add.add_argument("id")
+    add.add_argument("--name", required=True)
+    add.add_argument("--role", choices=["agent", "supervisor"], default="agent")
+    add.add_argument("--groups", default="general", help="comma-separated skill groups")
+    add.add_argument("--max", type=int, default=5, help="max concurrent chats (0-5)")
+    add.add_argument("--password", help="(else $DESK_PASSWORD, else prompt)")
+    usub.add_parser("list", help="list staff")
+    for name in ("disable", "enable"):
+        usub.add_parser(name, help=f"{name} a user").add_argument("id")
+    st = usub.add_parser("set", help="change a user")
+    st.add_argument("id")
+    st.add_argument("--name")
+    st.add_argument("--groups")
+    st.add_argument("--max", type=int)
+    st.add_argument("--password")
+
+    audit = sub.add_parser("audit", help="the audit log")
+    audit.add_argument("--db", default=str(DEFAULT_DB))
+    asub = audit.add_subparsers(dest="action", required=True)
+    asub.add_parser("verify", help="check the hash chain")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.cmd == "hub":
+            asyncio.run(_run_hub(_hub_config(args)))
+        elif args.cmd == "demo":
+            asyncio.run(_demo(args))
+        elif args.cmd == "user":
+            db = Path(args.db)
+            if args.action == "add":
+                u = asyncio.run(admin.add_user(db, args.id, args.name, _password(args), args.role,
+                                               _groups(args.groups), args.max))
+                print(f"added {u.role} {u.id} ({u.name}), groups {','.join(u.groups)}, max {u.max_chats}")
+            elif args.action == "list":
+                _print_users(asyncio.run(admin.list_users(db)))
+            elif args.action in ("disable", "enable"):
+                asyncio.run(admin.set_user(db, args.id, disabled=args.action == "disable"))
+                print(f"{args.id} {args.action}d")
+            elif args.action == "set":
+                u = asyncio.run(admin.set_user(db, args.id, name=args.name, password=args.password,
+                                               groups=_groups(args.groups), max_chats=args.max))
+                print(f"{u.id}: groups {','.join(u.groups)}, max {u.max_chats}")
+        elif args.cmd == "audit":
+            ok, count, problem = asyncio.run(admin.verify_audit(Path(args.db)))
+            print(f"audit log {'intact' if ok else 'BROKEN'}: {count} entries checked" + (f"; {problem}" if problem else ""))
+            return 0 if ok else 1
+    except admin.AdminError as exc:
+        print(f"desk: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

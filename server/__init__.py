@@ -1,0 +1,1 @@
+"""The hub: every customer, agent and supervisor connects here (headless; no Textual)."""

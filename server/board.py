@@ -1,0 +1,145 @@
+"""The supervisors' live board: rows for agents and queues, pushed as deltas.
+
+Changes only mark rows dirty; one timer per interval turns the dirty rows
+into a single ``board`` frame for every supervisor. The cost is bounded by
+what changed and by the interval (default once a second), not by how many
+events happened, so watching 2,000 agents stays cheap for the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from . import protocol as p
+from .routing import PRIORITY_NAMES
+
+if TYPE_CHECKING:
+    from .hub import Hub
+    from .session import Session
+
+
+class BoardFeed:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.dirty_agents: set[str] = set()
+        self.dirty_groups: set[str] = set()
+        self.new_alerts: list[p.AlertRow] = []
+        self.alerts: deque[p.AlertRow] = deque(maxlen=100)
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_push = 0.0
+        self.pushes = 0
+
+    # -- marking ------------------------------------------------------------
+
+    def touch_agent(self, agent_id: str) -> None:
+        if self.hub.supervisors:
+            self.dirty_agents.add(agent_id)
+            self._schedule()
+
+    def touch_queues(self, groups: Iterable[str]) -> None:
+        if self.hub.supervisors:
+            self.dirty_groups.update(groups)
+            self._schedule()
+
+    def alert(self, kind: str, who: str, conv: str = "") -> None:
+        row = p.AlertRow(kind=kind, who=who, conv=conv, at=self.hub.clock())
+        self.alerts.append(row)
+        if self.hub.supervisors:
+            self.new_alerts.append(row)
+            self._schedule()
+
+    # -- sending ------------------------------------------------------------
+
+    def send_full(self, session: Session) -> None:
+        hub = self.hub
+        session.send(p.Board(
+            full=True,
+            agents=[self.agent_row(a) for a in sorted(hub.router.agents)],
+            queues=[self.queue_row(g) for g in sorted(hub.router.groups())],
+            totals=self.totals(),
+            alerts=list(self.alerts),
+        ))  # fmt: skip
+
+    def _schedule(self) -> None:
+        if self._timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._last_push + self.hub.config.board_interval_s - time.monotonic())
+        self._timer = loop.call_later(delay, self._push)
+
+    def _push(self) -> None:
+        self._timer = None
+        self._last_push = time.monotonic()
+        hub = self.hub
+        agents = [self.agent_row(a) for a in sorted(self.dirty_agents) if a in hub.router.agents]
+        queues = [self.queue_row(g) for g in sorted(self.dirty_groups)]
+        frame = p.encode(p.Board(full=False, agents=agents, queues=queues,
+                                 totals=self.totals(), alerts=self.new_alerts))
+        self.dirty_agents.clear()
+        self.dirty_groups.clear()
+        self.new_alerts = []
+        self.pushes += 1
+        for session in hub.supervisors:
+            session.push(frame)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- rows ---------------------------------------------------------------
+
+    def agent_row(self, agent_id: str) -> p.AgentRow:
+        hub = self.hub
+        agent = hub.router.agents[agent_id]
+        now = hub.clock()
+        chats: dict[str, float] = {}
+        for conv_id in sorted(agent.chats):
+            conv = hub.convs.get(conv_id)
+            since = conv.unanswered_since if conv is not None else None
+            chats[conv_id] = round(now - since, 1) if since is not None else 0.0
+        return p.AgentRow(
+            id=agent_id, name=hub._name(agent_id), status=agent.status, connected=agent.connected,
+            load=len(agent.chats), max_chats=agent.max_chats, groups=sorted(agent.groups),
+            chats=chats, hand_raised=agent_id in hub.hands,
+            logged_in_at=hub.logged_in_at.get(agent_id, 0.0),
+        )  # fmt: skip
+
+    def queue_row(self, group: str) -> p.QueueRow:
+        hub = self.hub
+        waiting = hub.router.waiting(group)
+        now = hub.clock()
+        by_priority: dict[str, int] = {}
+        longest = 0.0
+        for conv_id in waiting:
+            chat = hub.router.chats[conv_id]
+            name = PRIORITY_NAMES[chat.klass]
+            by_priority[name] = by_priority.get(name, 0) + 1
+            longest = max(longest, now - chat.asked_at)
+        online = sum(
+            1 for a in hub.router.agents_in(group)
+            if hub.router.agents[a].status == "online" and hub.router.agents[a].connected
+        )  # fmt: skip
+        return p.QueueRow(
+            group=group, waiting=len(waiting), by_priority=by_priority,
+            longest_wait_s=round(longest, 1), eta_s=hub.router.eta(group, len(waiting) + 1),
+            agents_online=online,
+        )  # fmt: skip
+
+    def totals(self) -> dict[str, float]:
+        hub = self.hub
+        m = hub.metrics
+        return {
+            "waiting": float(sum(len(q) for q in hub.router.queues.values())),
+            "active": float(sum(len(a.chats) for a in hub.router.agents.values())),
+            "agents_online": float(sum(
+                1 for a in hub.router.agents.values() if a.status == "online" and a.connected
+            )),
+            "chats_started": float(m.chats_started),
+            "handoffs": float(m.handoffs),
+            "messages": float(m.messages),
+        }  # fmt: skip

@@ -1,0 +1,63 @@
+"""Customer data on screen and at rest.
+
+Card numbers (Luhn-valid, 13-19 digits, spaces or dashes allowed) are masked
+to the last four *before* a message is stored, so no full card number ever
+reaches the database or a log. ID and phone numbers are kept (agents may need
+them) but masked for display, with an audited reveal on the desk.
+"""
+
+from __future__ import annotations
+
+import re
+
+# 13-19 digits, optionally grouped by single spaces or dashes, not glued to
+# other digits (so a longer number is not partly masked).
+_CARD = re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])")
+# Security codes the customer volunteers next to a keyword: never stored.
+_CVV = re.compile(r"(?i)(cvv2?|cvc2?|安全码|校验码|卡背后?三位数?)(\s*[:：是为]?\s*)(\d{3,4})(?!\d)")
+# Mainland resident ID: 17 digits + digit or X.
+_ID = re.compile(r"(?<![\dA-Za-z])(\d{6})(\d{8})(\d{3}[\dXx])(?![\dA-Za-z])")
+# Mainland mobile numbers, optionally +86.
+_PHONE = re.compile(r"(?<!\d)((?:\+?86[ -]?)?1[3-9]\d)[ -]?(\d{4})[ -]?(\d{4})(?!\d)")
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _mask_card(match: re.Match[str]) -> str:
+    raw = match.group(0)
+    digits = re.sub(r"[ -]", "", raw)
+    if not 13 <= len(digits) <= 19 or not luhn_ok(digits):
+        return raw
+    return "*" * (len(digits) - 4) + digits[-4:]
+
+
+def mask_at_rest(text: str) -> str:
+    """What may be stored: card numbers to the last four, security codes gone."""
+    text = _CARD.sub(_mask_card, text)
+    return _CVV.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+
+
+def mask_for_display(text: str) -> str:
+    """What an agent sees by default: ID and phone numbers masked too."""
+    text = mask_at_rest(text)
+    text = _ID.sub(lambda m: f"{m.group(1)}{'*' * 8}{m.group(3)[-4:]}", text)
+    return _PHONE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
+
+
+def has_full_card(text: str) -> bool:
+    """True if `text` still holds a Luhn-valid card number (used by tests and audits)."""
+    for match in _CARD.finditer(text):
+        digits = re.sub(r"[ -]", "", match.group(0))
+        if 13 <= len(digits) <= 19 and luhn_ok(digits):
+            return True
+    return False

@@ -1,0 +1,422 @@
+"""The wire protocol: one module that the hub and every desk import.
+
+Every frame is a JSON object in a websocket text frame with a ``type`` tag.
+``ClientFrame`` is everything a client may send, ``HubFrame`` everything the
+hub sends. msgspec validates on decode (types, required fields, lengths) and
+names the offending field, so the hub can answer bad input precisely.
+docs/PROTOCOL.md documents each frame with an example.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+PROTOCOL_VERSION = 1
+
+# Limits the hub enforces; clients can read them from `welcome`/`login_ok`.
+MAX_FRAME_BYTES = 64 * 1024
+MAX_TEXT_CHARS = 4000
+MAX_NAME_CHARS = 64
+MAX_NOTE_CHARS = 2000
+MAX_ID_CHARS = 64
+
+Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_CHARS)]
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
+Text = Annotated[str, Meta(min_length=1)]  # length checked by the hub: clearer error
+NoteText = Annotated[str, Meta(max_length=MAX_NOTE_CHARS)]
+Seq = Annotated[int, Meta(ge=0)]
+Flag = Annotated[str, Meta(min_length=1, max_length=24)]
+
+Score = Literal["very_satisfied", "satisfied", "dissatisfied"]
+Status = Literal["online", "away", "offline"]
+Role = Literal["customer", "agent", "supervisor"]
+ConvStateName = Literal["bot", "queued", "assigned", "closed"]
+
+
+class Frame(Struct, tag_field="type", forbid_unknown_fields=True, omit_defaults=True):
+    """Base of every frame; subclasses set their wire ``type`` with ``tag=``."""
+
+
+# --------------------------------------------------------------------------
+# Client -> hub
+# --------------------------------------------------------------------------
+
+
+class Hello(Frame, tag="hello"):
+    """A customer starts a chat, or resumes one with its token."""
+
+    name: Name
+    channel: Annotated[str, Meta(max_length=32)] = "web"
+    flags: Annotated[list[Flag], Meta(max_length=8)] = []
+    lang: Literal["zh", "en"] = "zh"
+    resume_token: Annotated[str, Meta(max_length=128)] | None = None
+    last_seq: Seq = 0
+
+
+class Login(Frame, tag="login"):
+    """An agent or supervisor logs in with a password or a saved token."""
+
+    user: Id
+    password: Annotated[str, Meta(max_length=256)] | None = None
+    token: Annotated[str, Meta(max_length=128)] | None = None
+    # Conversation id -> last sequence number this client holds.
+    cursors: Annotated[dict[Id, Seq], Meta(max_length=32)] = {}
+
+
+class Logout(Frame, tag="logout"):
+    """Revoke this session's token and close every socket that used it."""
+
+
+class Send(Frame, tag="send"):
+    """A chat message. ``msg_id`` is the sender's own id, used to dedupe resends."""
+
+    conv: Id
+    msg_id: Id
+    text: Text
+
+
+class Typing(Frame, tag="typing"):
+    conv: Id
+    on: bool = True
+
+
+class RequestHuman(Frame, tag="request_human"):
+    """The customer asks for a person."""
+
+    conv: Id
+
+
+class End(Frame, tag="end"):
+    """The customer ends the chat."""
+
+    conv: Id
+
+
+class Rate(Frame, tag="rate"):
+    conv: Id
+    score: Score
+    comment: NoteText = ""
+
+
+class SetStatus(Frame, tag="set_status"):
+    status: Status
+
+
+class Note(Frame, tag="note"):
+    """An internal note: staff see it, the customer never does."""
+
+    conv: Id
+    msg_id: Id
+    text: Text
+
+
+class Transfer(Frame, tag="transfer"):
+    """Transfer to a skill group or to a named agent (exactly one of them)."""
+
+    conv: Id
+    group: Id | None = None
+    agent: Id | None = None
+    note: NoteText = ""
+
+
+class Close(Frame, tag="close"):
+    """The agent closes a chat; the wrap-up may follow later with ``wrapup``."""
+
+    conv: Id
+    wrapup: Id | None = None
+    note: NoteText = ""
+
+
+class Wrapup(Frame, tag="wrapup"):
+    conv: Id
+    code: Id
+    note: NoteText = ""
+
+
+class RaiseHand(Frame, tag="raise_hand"):
+    """An agent asks a supervisor for help (optionally about one chat)."""
+
+    on: bool = True
+    conv: Id | None = None
+    note: NoteText = ""
+
+
+ClientFrame = (
+    Hello
+    | Login
+    | Logout
+    | Send
+    | Typing
+    | RequestHuman
+    | End
+    | Rate
+    | SetStatus
+    | Note
+    | Transfer
+    | Close
+    | Wrapup
+    | RaiseHand
+)
+
+
+# --------------------------------------------------------------------------
+# Hub -> client
+# --------------------------------------------------------------------------
+
+
+class Welcome(Frame, tag="welcome"):
+    """Answer to ``hello``: the conversation and the token to resume it."""
+
+    conv: str
+    resume_token: str
+    resumed: bool
+    state: ConvStateName
+    last_seq: int
+    protocol: int = PROTOCOL_VERSION
+    max_text: int = MAX_TEXT_CHARS
+
+
+class LoginOk(Frame, tag="login_ok"):
+    user: str
+    role: Role
+    name: str
+    token: str
+    session: str
+    status: Status = "offline"
+    max_chats: int = 0
+    groups: list[str] = []
+    protocol: int = PROTOCOL_VERSION
+    max_text: int = MAX_TEXT_CHARS
+
+
+class Ack(Frame, tag="ack"):
+    """The message is durably stored and has sequence number ``seq``."""
+
+    conv: str
+    msg_id: str
+    seq: int
+    duplicate: bool = False
+
+
+class Msg(Frame, tag="msg"):
+    """One item of a conversation, in sequence order.
+
+    ``kind``: text (customer or agent), bot, system, note (staff only).
+    """
+
+    conv: str
+    seq: int
+    kind: Literal["text", "bot", "system", "note"]
+    sender: Literal["customer", "agent", "bot", "system", "supervisor"]
+    text: str
+    ts: float
+    msg_id: str = ""
+    sender_id: str = ""
+    sender_name: str = ""
+
+
+class TypingEvent(Frame, tag="typing"):
+    conv: str
+    who: Literal["customer", "agent"]
+    on: bool
+    name: str = ""
+
+
+class ConvState(Frame, tag="state"):
+    """The conversation changed state (customer view and agent view)."""
+
+    conv: str
+    state: ConvStateName
+    agent_name: str = ""
+    reason: str = ""
+
+
+class QueueStatus(Frame, tag="queue"):
+    """The customer's place in the queue and the estimated wait."""
+
+    conv: str
+    group: str
+    position: int
+    eta_s: int | None = None  # None: no agent of that group is online now
+
+
+class CustomerInfo(Struct, omit_defaults=True):
+    name: str
+    channel: str = "web"
+    flags: list[str] = []
+    lang: str = "zh"
+
+
+class HandoffInfo(Struct, omit_defaults=True):
+    reason: str = ""
+    group: str = ""
+    priority: str = "normal"
+    intents: list[str] = []
+    bot_misses: int = 0
+    transfer_note: str = ""
+    transferred_from: str = ""
+
+
+class Assigned(Frame, tag="assigned"):
+    """A chat is now the agent's. Its history follows, then ``synced``."""
+
+    conv: str
+    customer: CustomerInfo
+    handoff: HandoffInfo
+    last_seq: int
+    resumed: bool = False
+
+
+class Unassigned(Frame, tag="unassigned"):
+    """The chat is no longer the agent's: closed, transferred, requeued..."""
+
+    conv: str
+    reason: str
+
+
+class RatingRequest(Frame, tag="rating_request"):
+    conv: str
+
+
+class Synced(Frame, tag="synced"):
+    """Everything up to ``last_seq`` has been sent; live traffic follows."""
+
+    conv: str
+    last_seq: int
+
+
+class Resync(Frame, tag="resync"):
+    """The hub cannot continue from the client's cursor: drop the local
+    transcript of ``conv``; the full history follows, then ``synced``."""
+
+    conv: str
+    reason: str
+
+
+class StatusEvent(Frame, tag="status"):
+    """The agent's own status as the hub holds it."""
+
+    status: Status
+    max_chats: int
+    load: int
+
+
+class Error(Frame, tag="error"):
+    """Something the client sent was refused. ``ref`` echoes its msg_id or type."""
+
+    code: str
+    message: str
+    ref: str = ""
+    conv: str = ""
+
+
+class Ok(Frame, tag="ok"):
+    """The command ``ref`` (a frame type) was carried out and is durable."""
+
+    ref: str
+    conv: str = ""
+
+
+class AgentRow(Struct, omit_defaults=True):
+    id: str
+    name: str
+    status: str
+    connected: bool
+    load: int
+    max_chats: int
+    groups: list[str] = []
+    # conv id -> seconds since its customer's oldest unanswered message (0: none)
+    chats: dict[str, float] = {}
+    hand_raised: bool = False
+    logged_in_at: float = 0.0
+
+
+class QueueRow(Struct, omit_defaults=True):
+    group: str
+    waiting: int
+    by_priority: dict[str, int] = {}
+    longest_wait_s: float = 0.0
+    eta_s: int | None = None
+    agents_online: int = 0
+
+
+class AlertRow(Struct, omit_defaults=True):
+    kind: str  # raised_hand | failed_login | queue_wait | unanswered
+    who: str
+    at: float
+    conv: str = ""
+
+
+class Board(Frame, tag="board"):
+    """Supervisor view. ``full`` replaces everything; otherwise rows update
+    by id and ``removed`` lists agent ids that left the board."""
+
+    full: bool
+    agents: list[AgentRow] = []
+    queues: list[QueueRow] = []
+    removed: list[str] = []
+    totals: dict[str, float] = {}
+    alerts: list[AlertRow] = []
+
+
+HubFrame = (
+    Welcome
+    | LoginOk
+    | Ack
+    | Msg
+    | TypingEvent
+    | ConvState
+    | QueueStatus
+    | Assigned
+    | Unassigned
+    | RatingRequest
+    | Synced
+    | Resync
+    | StatusEvent
+    | Error
+    | Ok
+    | Board
+)
+
+_client_decoder = msgspec.json.Decoder(ClientFrame)
+_hub_decoder = msgspec.json.Decoder(HubFrame)
+_encoder = msgspec.json.Encoder()
+
+
+class FrameError(ValueError):
+    """A client frame could not be decoded; ``code`` is the wire error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def decode_client(data: str | bytes) -> ClientFrame:
+    """Decode and validate one client frame, or raise FrameError."""
+    try:
+        return _client_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        if "Invalid value" in text and "`$.type`" in text:
+            return _raise("unknown_type", text)
+        return _raise("bad_frame", text)
+    except msgspec.DecodeError as exc:
+        return _raise("bad_json", str(exc))
+
+
+def _raise(code: str, message: str) -> Any:
+    raise FrameError(code, message)
+
+
+def decode_hub(data: str | bytes) -> HubFrame:
+    """Decode a hub frame (used by clients)."""
+    return _hub_decoder.decode(data)
+
+
+def encode(frame: Struct) -> bytes:
+    """Encode any frame to UTF-8 JSON bytes (send with ``text=True``)."""
+    return _encoder.encode(frame)

@@ -1,0 +1,121 @@
+"""Schema, versioned with ``PRAGMA user_version``: each migration runs once,
+in order, inside a transaction."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+MIGRATIONS: list[str] = [
+    # 1: the hub
+    """
+    CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT);
+    INSERT INTO meta(k, v) VALUES ('schema', 'desk1v5');
+    CREATE TABLE users(
+        id TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('agent', 'supervisor')),
+        name TEXT NOT NULL,
+        pw_hash TEXT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        max_chats INTEGER NOT NULL DEFAULT 5 CHECK (max_chats BETWEEN 0 AND 5),
+        groups TEXT NOT NULL DEFAULT '[]',
+        status TEXT NOT NULL DEFAULT 'offline',
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE tokens(
+        hash TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id),
+        session TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE TABLE conversations(
+        id TEXT PRIMARY KEY,
+        customer_name TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        flags TEXT NOT NULL,
+        lang TEXT NOT NULL,
+        token_hash TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('bot', 'queued', 'assigned', 'closed')),
+        grp TEXT NOT NULL,
+        klass INTEGER NOT NULL,
+        asked_at REAL NOT NULL,
+        agent_id TEXT,
+        assigned_at REAL NOT NULL,
+        front INTEGER NOT NULL,
+        exclude_agent TEXT,
+        created_at REAL NOT NULL,
+        closed_at REAL,
+        close_reason TEXT NOT NULL,
+        closed_by TEXT NOT NULL,
+        bot_memory TEXT NOT NULL,
+        handoff TEXT NOT NULL,
+        transfers INTEGER NOT NULL,
+        wrapup_code TEXT NOT NULL,
+        wrapup_note TEXT NOT NULL,
+        rating TEXT NOT NULL,
+        rating_comment TEXT NOT NULL,
+        first_response_at REAL,
+        -- an assigned chat has exactly one agent, nothing else has one
+        CHECK ((state = 'assigned') = (agent_id IS NOT NULL))
+    );
+    CREATE INDEX conversations_state ON conversations(state);
+    CREATE INDEX conversations_token ON conversations(token_hash);
+    CREATE INDEX conversations_created ON conversations(created_at);
+    CREATE TABLE messages(
+        conv_id TEXT NOT NULL REFERENCES conversations(id),
+        seq INTEGER NOT NULL,
+        msg_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        sender_id TEXT NOT NULL,
+        sender_name TEXT NOT NULL,
+        text TEXT NOT NULL,
+        ts REAL NOT NULL,
+        PRIMARY KEY (conv_id, seq)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX messages_dedupe ON messages(conv_id, sender_id, msg_id) WHERE msg_id != '';
+    CREATE TABLE transfers(
+        id INTEGER PRIMARY KEY,
+        conv_id TEXT NOT NULL REFERENCES conversations(id),
+        from_agent TEXT NOT NULL,
+        to_group TEXT NOT NULL,
+        to_agent TEXT NOT NULL,
+        note TEXT NOT NULL,
+        ts REAL NOT NULL
+    );
+    CREATE TABLE audit(
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_action ON audit(action, ts);
+    """,
+]
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Bring the database to the newest schema; returns the version."""
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    version = row[0] if row else 0
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema {version} is newer than this hub ({len(MIGRATIONS)}); upgrade the hub"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        statements = [s.strip() for s in script.split(";") if s.strip()]
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in statements:
+                await conn.execute(stmt)
+            await conn.execute(f"PRAGMA user_version={number}")
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)

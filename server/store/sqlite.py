@@ -1,0 +1,390 @@
+"""SQLite storage: WAL, one writer connection, group commits.
+
+Every write is queued with a future. One writer task takes everything queued
+since its last commit, runs it in one transaction (consecutive statements of
+the same shape as one ``executemany``) and commits once, then resolves the
+futures in submission order. Under load many acks share one fsync, so
+durable acks do not cost throughput. Reads use a second connection, which
+WAL lets run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import msgspec
+
+from .base import AuditRecord, ConversationRecord, MessageRecord, StoreError, UserRecord
+from .schema import migrate
+
+log = logging.getLogger("hub.store")
+
+MAX_BATCH = 1024
+_NOOP = "UPDATE meta SET v=v WHERE k='schema'"  # a write that changes nothing
+GENESIS = "0" * 64
+
+_CONV_FIELDS = tuple(ConversationRecord.__struct_fields__)
+_JSON_FIELDS = {"flags", "bot_memory", "handoff", "groups"}
+_BOOL_FIELDS = {"front", "disabled"}
+
+
+@dataclass(slots=True)
+class _Write:
+    sql: str
+    params: tuple[Any, ...]
+    future: asyncio.Future[None]
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _col(name: str, value: Any) -> Any:
+    if name in _JSON_FIELDS:
+        return _dump(value)
+    if name in _BOOL_FIELDS:
+        return int(bool(value))
+    return value
+
+
+def _conv_from_row(row: aiosqlite.Row) -> ConversationRecord:
+    data = {k: row[k] for k in row.keys()}
+    for k in ("flags", "bot_memory", "handoff"):
+        data[k] = json.loads(data[k] or ("[]" if k == "flags" else "{}"))
+    for k in ("front",):
+        data[k] = bool(data[k])
+    return msgspec.convert(data, ConversationRecord)
+
+
+def _user_from_row(row: aiosqlite.Row) -> UserRecord:
+    data = {k: row[k] for k in row.keys()}
+    data["groups"] = json.loads(data["groups"])
+    data["disabled"] = bool(data["disabled"])
+    return msgspec.convert(data, UserRecord)
+
+
+def _msg_from_row(row: aiosqlite.Row) -> MessageRecord:
+    return MessageRecord(
+        conv_id=row[0], seq=row[1], msg_id=row[2], kind=row[3], sender=row[4],
+        sender_id=row[5], sender_name=row[6], text=row[7], ts=row[8],
+    )  # fmt: skip
+
+
+class SQLiteStore:
+    """The embedded default store (see ``Store`` in base.py)."""
+
+    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous  # FULL: an ack survives power loss, not just a crash
+        self._wconn: aiosqlite.Connection | None = None
+        self._rconn: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._audit_prev = GENESIS
+        self.healthy = False
+        self.commits = 0
+        self.writes = 0
+        self.last_error = ""
+
+    # -- life ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._wconn = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._wconn.execute("PRAGMA journal_mode=WAL")
+        await self._wconn.execute(f"PRAGMA synchronous={self.synchronous}")
+        await self._wconn.execute("PRAGMA foreign_keys=ON")
+        await self._wconn.execute("PRAGMA busy_timeout=5000")
+        await migrate(self._wconn)
+        self._rconn = await aiosqlite.connect(self.path)
+        self._rconn.row_factory = aiosqlite.Row
+        await self._rconn.execute("PRAGMA busy_timeout=5000")
+        async with self._rconn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1") as cur:
+            row = await cur.fetchone()
+        self._audit_prev = row[0] if row else GENESIS
+        self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
+        self.healthy = True
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._queue.put(None)
+            await self._writer
+            self._writer = None
+        for conn in (self._rconn, self._wconn):
+            if conn is not None:
+                await conn.close()
+        self._rconn = self._wconn = None
+        self.healthy = False
+
+    # -- the writer ---------------------------------------------------------
+
+    def _submit(self, sql: str, params: tuple[Any, ...]) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._writer is None:
+            fut.set_exception(StoreError("the store is closed"))
+            return fut
+        self._queue.put_nowait(_Write(sql, params, fut))
+        return fut
+
+    async def _write_loop(self) -> None:
+        stop = False
+        while not stop:
+            item = await self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Write]) -> None:
+        conn = self._wconn
+        assert conn is not None
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            i = 0
+            while i < len(batch):
+                j = i + 1
+                while j < len(batch) and batch[j].sql == batch[i].sql:
+                    j += 1
+                if j - i == 1:
+                    await conn.execute(batch[i].sql, batch[i].params)
+                else:
+                    await conn.executemany(batch[i].sql, [w.params for w in batch[i:j]])
+                i = j
+            await conn.execute("COMMIT")
+        except Exception as exc:
+            await self._rollback()
+            if len(batch) == 1:
+                self._fail(batch[0], exc)
+                return
+            for write in batch:  # one by one, so one bad write fails alone
+                await self._commit([write])
+            return
+        self.commits += 1
+        self.writes += len(batch)
+        self.healthy = True
+        for write in batch:
+            if not write.future.done():
+                write.future.set_result(None)
+
+    async def _rollback(self) -> None:
+        try:
+            assert self._wconn is not None
+            await self._wconn.execute("ROLLBACK")
+        except Exception:
+            pass
+
+    def _fail(self, write: _Write, exc: Exception) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        log.error("write failed: %s (%s)", self.last_error, write.sql.split("(")[0])
+        if isinstance(exc, (OSError, aiosqlite.OperationalError)):
+            self.healthy = False
+        if not write.future.done():
+            write.future.set_exception(StoreError(self.last_error))
+
+    # -- writes -------------------------------------------------------------
+
+    def put_user(self, user: UserRecord) -> asyncio.Future[None]:
+        return self._submit(
+            "INSERT INTO users(id, role, name, pw_hash, disabled, max_chats, groups, status, created_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET role=excluded.role,"
+            " name=excluded.name, pw_hash=excluded.pw_hash, disabled=excluded.disabled,"
+            " max_chats=excluded.max_chats, groups=excluded.groups, status=excluded.status",
+            (
+                user.id, user.role, user.name, user.pw_hash, int(user.disabled), user.max_chats,
+                _dump(user.groups), user.status, user.created_at or time.time(),
+            ),
+        )  # fmt: skip
+
+    def set_user_status(self, user_id: str, status: str) -> asyncio.Future[None]:
+        return self._submit("UPDATE users SET status=? WHERE id=?", (status, user_id))
+
+    def insert_conversation(self, conv: ConversationRecord) -> asyncio.Future[None]:
+        cols = ",".join(_CONV_FIELDS)
+        marks = ",".join("?" * len(_CONV_FIELDS))
+        params = tuple(_col(f, getattr(conv, f)) for f in _CONV_FIELDS)
+        return self._submit(f"INSERT INTO conversations({cols}) VALUES ({marks})", params)
+
+    def update_conversation(self, conv_id: str, **fields: Any) -> asyncio.Future[None]:
+        unknown = set(fields) - set(_CONV_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown conversation fields {sorted(unknown)}")
+        names = sorted(fields)
+        sets = ",".join(f"{n}=?" for n in names)
+        params = (*(_col(n, fields[n]) for n in names), conv_id)
+        return self._submit(f"UPDATE conversations SET {sets} WHERE id=?", params)
+
+    def append_message(self, msg: MessageRecord) -> asyncio.Future[None]:
+        return self._submit(
+            "INSERT INTO messages(conv_id, seq, msg_id, kind, sender, sender_id, sender_name, text, ts)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            (msg.conv_id, msg.seq, msg.msg_id, msg.kind, msg.sender, msg.sender_id,
+             msg.sender_name, msg.text, msg.ts),
+        )  # fmt: skip
+
+    def add_transfer(
+        self, conv_id: str, from_agent: str, to_group: str, to_agent: str, note: str, ts: float
+    ) -> asyncio.Future[None]:
+        return self._submit(
+            "INSERT INTO transfers(conv_id, from_agent, to_group, to_agent, note, ts) VALUES (?,?,?,?,?,?)",
+            (conv_id, from_agent, to_group, to_agent, note, ts),
+        )
+
+    def add_token(self, token_hash: str, user_id: str, session: str, ts: float) -> asyncio.Future[None]:
+        return self._submit(
+            "INSERT INTO tokens(hash, user_id, session, created_at) VALUES (?,?,?,?)",
+            (token_hash, user_id, session, ts),
+        )
+
+    def revoke_token(self, token_hash: str, ts: float) -> asyncio.Future[None]:
+        return self._submit(
+            "UPDATE tokens SET revoked_at=? WHERE hash=? AND revoked_at IS NULL", (ts, token_hash)
+        )
+
+    def audit(
+        self, actor: str, action: str, target: str = "", detail: dict[str, Any] | None = None
+    ) -> asyncio.Future[None]:
+        # The chain is computed at submit time: submission order is commit order.
+        ts = time.time()
+        body = _dump(detail or {})
+        digest = _audit_hash(self._audit_prev, ts, actor, action, target, body)
+        prev, self._audit_prev = self._audit_prev, digest
+        return self._submit(
+            "INSERT INTO audit(ts, actor, action, target, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?)",
+            (ts, actor, action, target, body, prev, digest),
+        )
+
+    def barrier(self) -> asyncio.Future[None]:
+        return self._submit(_NOOP, ())
+
+    # -- reads --------------------------------------------------------------
+
+    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        if self._rconn is None:
+            raise StoreError("the store is closed")
+        async with self._rconn.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        rows = await self._all("SELECT * FROM users WHERE id=?", (user_id,))
+        return _user_from_row(rows[0]) if rows else None
+
+    async def list_users(self) -> list[UserRecord]:
+        return [_user_from_row(r) for r in await self._all("SELECT * FROM users ORDER BY id")]
+
+    async def token_user(self, token_hash: str) -> tuple[str, str] | None:
+        rows = await self._all(
+            "SELECT user_id, session FROM tokens WHERE hash=? AND revoked_at IS NULL", (token_hash,)
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    async def get_conversation(self, conv_id: str) -> ConversationRecord | None:
+        rows = await self._all("SELECT * FROM conversations WHERE id=?", (conv_id,))
+        return _conv_from_row(rows[0]) if rows else None
+
+    async def conversation_by_token(self, token_hash: str) -> ConversationRecord | None:
+        rows = await self._all("SELECT * FROM conversations WHERE token_hash=?", (token_hash,))
+        return _conv_from_row(rows[0]) if rows else None
+
+    async def open_conversations(self) -> list[ConversationRecord]:
+        rows = await self._all(
+            "SELECT * FROM conversations WHERE state != 'closed' ORDER BY created_at, id"
+        )
+        return [_conv_from_row(r) for r in rows]
+
+    async def last_seqs(self, conv_ids: Iterable[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for chunk in _chunks(list(conv_ids)):
+            marks = ",".join("?" * len(chunk))
+            rows = await self._all(
+                f"SELECT conv_id, MAX(seq) FROM messages WHERE conv_id IN ({marks}) GROUP BY conv_id",
+                chunk,
+            )
+            out.update({r[0]: r[1] for r in rows})
+        return out
+
+    async def message_ids(self, conv_ids: Iterable[str]) -> dict[tuple[str, str, str], int]:
+        out: dict[tuple[str, str, str], int] = {}
+        for chunk in _chunks(list(conv_ids)):
+            marks = ",".join("?" * len(chunk))
+            rows = await self._all(
+                f"SELECT conv_id, sender_id, msg_id, seq FROM messages"
+                f" WHERE conv_id IN ({marks}) AND msg_id != ''",
+                chunk,
+            )
+            out.update({(r[0], r[1], r[2]): r[3] for r in rows})
+        return out
+
+    async def messages_after(
+        self, conv_id: str, after_seq: int, include_staff: bool
+    ) -> list[MessageRecord]:
+        staff = "" if include_staff else " AND kind != 'note'"
+        rows = await self._all(
+            "SELECT conv_id, seq, msg_id, kind, sender, sender_id, sender_name, text, ts"
+            f" FROM messages WHERE conv_id=? AND seq>?{staff} ORDER BY seq",
+            (conv_id, after_seq),
+        )
+        return [_msg_from_row(r) for r in rows]
+
+    async def audit_entries(self, limit: int = 100, after_id: int = 0) -> list[AuditRecord]:
+        rows = await self._all(
+            "SELECT id, ts, actor, action, target, detail, prev_hash, hash FROM audit"
+            " WHERE id>? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [
+            AuditRecord(id=r[0], ts=r[1], actor=r[2], action=r[3], target=r[4],
+                        detail=json.loads(r[5]), prev_hash=r[6], hash=r[7])
+            for r in rows
+        ]  # fmt: skip
+
+    async def verify_audit(self) -> tuple[bool, int, str]:
+        prev, count = GENESIS, 0
+        rows = await self._all(
+            "SELECT id, ts, actor, action, target, detail, prev_hash, hash FROM audit ORDER BY id"
+        )
+        for r in rows:
+            count += 1
+            if r[6] != prev:
+                return False, count, f"entry {r[0]}: broken link to the previous entry"
+            if _audit_hash(prev, r[1], r[2], r[3], r[4], r[5]) != r[7]:
+                return False, count, f"entry {r[0]}: contents do not match its hash"
+            prev = r[7]
+        return True, count, ""
+
+    async def ping(self) -> bool:
+        try:
+            await asyncio.wait_for(
+                self._submit(_NOOP, ()), timeout=2.0
+            )
+        except (StoreError, TimeoutError):
+            return False
+        return True
+
+    async def query(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        """Read-only SQL for reports and tests (never on a hot path)."""
+        return await self._all(sql, params)
+
+
+def _audit_hash(prev: str, ts: float, actor: str, action: str, target: str, body: str) -> str:
+    line = "\x1f".join((prev, repr(ts), actor, action, target, body))
+    return hashlib.sha256(line.encode()).hexdigest()
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
