@@ -64,7 +64,6 @@ async def _run_hub(config: HubConfig) -> None:
 
 
 async def _demo(args: argparse.Namespace) -> None:
-    DEMO_DIR.mkdir(exist_ok=True)
     db = DEMO_DIR / "desk.db"
     known = {u.id for u in await admin.list_users(db)}
     for agent_id, name, groups in DEMO_AGENTS:
@@ -74,10 +73,10 @@ async def _demo(args: argparse.Namespace) -> None:
         await admin.add_user(db, "sup", "值班主管", DEMO_PASSWORD, role="supervisor")
     config = HubConfig(db_path=db, host="127.0.0.1", port=args.port)
     print(
-        "Demo hub with demo accounts (password %s): agents a1 a2 a3, supervisor sup.\n"
-        "Protocol: docs/PROTOCOL.md. Customers connect to ws://127.0.0.1:%d/ and send\n"
+        f"Demo hub with demo accounts (password {DEMO_PASSWORD}): agents a1 a2 a3, supervisor sup.\n"
+        f"Protocol: docs/PROTOCOL.md. Customers connect to ws://127.0.0.1:{args.port}/ and send\n"
         '  {"type":"hello","name":"张阿姨","flags":["elderly"]}\n'
-        "Ctrl+C stops the hub (pending writes are drained first)." % (DEMO_PASSWORD, args.port),
+        "Ctrl+C stops the hub (pending writes are drained first).",
         flush=True,
     )
     await _run_hub(config)
@@ -143,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "hub":
             asyncio.run(_run_hub(_hub_config(args)))
         elif args.cmd == "demo":
+            DEMO_DIR.mkdir(exist_ok=True)
             asyncio.run(_demo(args))
         elif args.cmd == "user":
             db = Path(args.db)

@@ -415,7 +415,7 @@ class Hub:
         th = token_hash(token)
         if not f.token:
             sess_id = new_id("s")
-            self.store.add_token(th, user.id, sess_id, now)
+            await self.store.add_token(th, user.id, sess_id, now)  # valid before it is handed out
         session.role, session.principal, session.name, session.token_hash = user.role, user.id, user.name, th
         self.store.audit(user.id, "login", detail={"peer": session.peer, "session": sess_id,
                                                     "via": "token" if f.token else "password"})
@@ -688,6 +688,8 @@ class Hub:
             return
         for rec in msgs:
             session.push(p.encode(_msg_frame(rec)))
+            if session.backlog > session.max_outbound // 2:
+                await session.flush()  # a long history must not trip the slow-client limit
         last = session.end_sync(conv_id, msgs[-1].seq if msgs else after)
         conv = self.convs.get(conv_id)
         if conv is not None:

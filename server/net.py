@@ -102,7 +102,7 @@ class HubServer:
         try:
             async for raw in ws:
                 if session.closed:
-                    break
+                    continue  # keep reading so the close handshake can finish
                 if not self._allow(session):
                     continue
                 if isinstance(raw, bytes):

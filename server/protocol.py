@@ -234,7 +234,7 @@ class ConvState(Frame, tag="state"):
     reason: str = ""
 
 
-class QueueStatus(Frame, tag="queue"):
+class QueueStatus(Frame, tag="queue", omit_defaults=False):
     """The customer's place in the queue and the estimated wait."""
 
     conv: str
@@ -320,7 +320,7 @@ class Ok(Frame, tag="ok"):
     conv: str = ""
 
 
-class AgentRow(Struct, omit_defaults=True):
+class AgentRow(Struct):
     id: str
     name: str
     status: str
@@ -334,7 +334,7 @@ class AgentRow(Struct, omit_defaults=True):
     logged_in_at: float = 0.0
 
 
-class QueueRow(Struct, omit_defaults=True):
+class QueueRow(Struct):
     group: str
     waiting: int
     by_priority: dict[str, int] = {}
@@ -350,7 +350,7 @@ class AlertRow(Struct, omit_defaults=True):
     conv: str = ""
 
 
-class Board(Frame, tag="board"):
+class Board(Frame, tag="board", omit_defaults=False):
     """Supervisor view. ``full`` replaces everything; otherwise rows update
     by id and ``removed`` lists agent ids that left the board."""
 

@@ -87,6 +87,11 @@ class Session:
             self._out.clear()
             self._out_bytes = 0
             self.kill(CLOSE_SLOW, "too slow: resume from your cursor")
+            # A client that does not read cannot receive a close frame either:
+            # drop the link now rather than hold its buffers for the close timeout.
+            abort = getattr(getattr(self.transport, "transport", None), "abort", None)
+            if abort is not None:
+                asyncio.get_running_loop().call_later(0.5, abort)
             return
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._drain())
