@@ -52,6 +52,8 @@ def _hub_config(args: argparse.Namespace) -> HubConfig:
     return HubConfig(
         db_path=Path(args.db), host=args.host, port=args.port, agent_grace_s=args.grace,
         customer_idle_s=args.idle, default_group=args.default_group,
+        rate_per_s=args.rate, rate_burst=max(1, int(args.rate * 2)),
+        origins=[None, *args.origin],
     )  # fmt: skip
 
 
@@ -101,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("--grace", type=float, default=60.0, help="agent reconnect grace, seconds")
     hub.add_argument("--idle", type=float, default=600.0, help="close silent customers after, seconds")
     hub.add_argument("--default-group", default="general")
+    hub.add_argument("--rate", type=float, default=20.0, help="frames/s allowed per connection")
+    hub.add_argument("--origin", action="append", default=[],
+                     help="allow browser clients from this Origin (repeatable)")
 
     demo = sub.add_parser("demo", help="run a demo hub with demo accounts")
     demo.add_argument("--port", type=int, default=8765)

@@ -744,7 +744,7 @@ class Hub:
     def _apply(self, effects: list[Effect], reasons: dict[str, str] | None = None) -> None:
         """Persist and announce what the router decided, in order."""
         now = self.clock()
-        groups: set[str] = set()
+        groups: dict[str, int] = {}  # group -> first queue position that may have moved
         for e in effects:
             conv = self.convs.get(e.conv)
             if conv is None:
@@ -783,11 +783,13 @@ class Hub:
                 )  # fmt: skip
                 self._to_customer(conv, p.ConvState(conv=rec.id, state="queued",
                                                     reason=(reasons or {}).get(rec.id, "queued")))
-                groups.add(e.group)
+                at = self.router.position(rec.id) or 1
+                groups[e.group] = min(groups.get(e.group, at), at)
             elif isinstance(e, Dequeued):
-                groups.add(e.group)
-        for group in groups:
-            self._refresh_queue(group)
+                at = conv.queue_sent[0] if conv.queue_sent else 1
+                groups[e.group] = min(groups.get(e.group, at), at)
+        for group, start in groups.items():
+            self._refresh_queue(group, start)
         if effects:
             self.board.touch_queues(groups)
 
@@ -851,13 +853,18 @@ class Hub:
         fut.add_done_callback(told)
         return fut
 
-    def _refresh_queue(self, group: str) -> None:
-        """Tell waiting customers of `group` their new place and wait, if changed."""
-        for position, conv_id in enumerate(self.router.waiting(group), start=1):
-            conv = self.convs.get(conv_id)
+    def _refresh_queue(self, group: str, start: int = 1) -> None:
+        """Tell waiting customers of `group` their new place and wait, if changed.
+        Only places from `start` on can have moved, so an arrival at the back
+        costs one update, not one per waiting customer."""
+        slots, handle = self.router.eta_params(group)
+        queue = self.router.queues.get(group, [])
+        for position in range(start, len(queue) + 1):
+            conv = self.convs.get(queue[position - 1][1])
             if conv is None:
                 continue
-            eta = self.router.eta(group, position)
+            conv_id = conv.id
+            eta = round(position * handle / slots) if slots else None
             if conv.queue_sent == (position, eta):
                 continue
             conv.queue_sent = (position, eta)

@@ -50,6 +50,9 @@ class HubServer:
             max_size=cfg.max_frame_bytes,
             origins=cfg.origins,  # type: ignore[arg-type]
             max_queue=8,
+            # Chat frames are small: per-message deflate saves little on them
+            # and costs CPU per frame and a compressor per connection.
+            compression=None,
             ping_interval=20,
             ping_timeout=20,
         )

@@ -292,6 +292,10 @@ class Router:
             if self.agents[a].status == ONLINE and self.agents[a].connected
         )
 
+    def eta_params(self, group: str) -> tuple[int, float]:
+        """(slots, handle seconds): eta = position * handle / slots."""
+        return self.capacity(group), self._handle_s.get(group, DEFAULT_HANDLE_S)
+
     def eta(self, group: str, position: int) -> int | None:
         """Seconds until a chat at `position` is likely served: the group's
         slots free at one handle-time per slot. None when nobody can serve."""

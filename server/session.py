@@ -34,6 +34,7 @@ CLOSE_LOGGED_OUT = 4002  # the token was revoked or the user logged out
 CLOSE_SLOW = 4008  # too much unsent: the client was not reading
 
 _ids = itertools.count(1)
+FAST_WRITE_LIMIT = 64 * 1024  # bytes already buffered in the kernel-side transport
 
 
 class Transport(Protocol):
@@ -80,6 +81,8 @@ class Session:
     def push(self, data: bytes) -> None:
         if self.closed:
             return
+        if self._writer is None and not self._out and self._write_now(data):
+            return
         self._out.append(data)
         self._out_bytes += len(data)
         if self._out_bytes > self.max_outbound:
@@ -103,6 +106,28 @@ class Session:
             held.append((seq, data))
         else:
             self.push(data)
+
+    def _write_now(self, data: bytes) -> bool:
+        """Hand the frame to the socket without a task, when the socket keeps up.
+
+        This is what ``await connection.send()`` does after its checks, minus
+        the coroutine and lock: a hub sends several frames per message, and
+        the async path costs more than the write itself. When the kernel
+        buffer backs up past ``FAST_WRITE_LIMIT`` (or anything is odd), the
+        frame takes the queued path, which awaits the socket's drain."""
+        proto = getattr(self.transport, "protocol", None)
+        sock = getattr(self.transport, "transport", None)
+        send_data = getattr(self.transport, "send_data", None)
+        if proto is None or sock is None or send_data is None:
+            return False
+        if sock.get_write_buffer_size() > FAST_WRITE_LIMIT:
+            return False
+        try:
+            proto.send_text(data)
+            send_data()
+        except Exception:  # not open: the queued path reports it
+            return False
+        return True
 
     async def _drain(self) -> None:
         try:

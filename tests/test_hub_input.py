@@ -223,7 +223,8 @@ async def test_origins_outside_the_allowlist_are_refused(tmp_path) -> None:
 
 
 async def test_slow_consumer_is_cut_off_and_others_carry_on(tmp_path) -> None:
-    server = await build_hub(hub_config(tmp_path, max_outbound_bytes=64 * 1024)).start()
+    server = await build_hub(hub_config(tmp_path, max_outbound_bytes=64 * 1024, rate_per_s=5000.0,
+                                        rate_burst=10000)).start()
     try:
         await server.hub.add_user("a1", "a1", "pw")
         a = await agent(server.url, "a1")
@@ -233,11 +234,14 @@ async def test_slow_consumer_is_cut_off_and_others_carry_on(tmp_path) -> None:
         await a.expect("synced", lambda f: f["conv"] == fast.conv)
         slow.ws.transport.pause_reading()  # stops reading: the hub's writes back up
         big = "请您按以下步骤操作：" * 300
-        for i in range(200):
+        # Kernel socket buffers absorb a few MB first; keep writing until the hub gives up.
+        for i in range(3000):
             await a.send(type="send", conv=slow.conv, msg_id=f"s{i}", text=big)
-            if i % 20 == 0:
+            if i % 100 == 0:
                 await a.say(f"快{i}", conv=fast.conv)
                 await fast.expect("msg", lambda f, i=i: f["text"] == f"快{i}")
+            if i % 10 == 0:
+                await a.expect("ack", lambda f, i=i: f["msg_id"] == f"s{i}")
             if slow.conv not in {s.conv for s in server.hub.sessions if s.role == "customer"}:
                 break
         await wait_until(

@@ -29,6 +29,7 @@ from .schema import migrate
 log = logging.getLogger("hub.store")
 
 MAX_BATCH = 1024
+CHECKPOINT_EVERY = 200  # commits between background WAL checkpoints
 _NOOP = "UPDATE meta SET v=v WHERE k='schema'"  # a write that changes nothing
 GENESIS = "0" * 64
 
@@ -89,6 +90,9 @@ class SQLiteStore:
         self._rconn: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._cconn: aiosqlite.Connection | None = None
+        self._checkpoint: asyncio.Task[None] | None = None
+        self._since_checkpoint = 0
         self._audit_prev = GENESIS
         self.healthy = False
         self.commits = 0
@@ -104,7 +108,12 @@ class SQLiteStore:
         await self._wconn.execute(f"PRAGMA synchronous={self.synchronous}")
         await self._wconn.execute("PRAGMA foreign_keys=ON")
         await self._wconn.execute("PRAGMA busy_timeout=5000")
+        # Checkpoints run beside the writer (see _maybe_checkpoint), so a
+        # commit never pays for copying the WAL back into the database.
+        await self._wconn.execute("PRAGMA wal_autocheckpoint=0")
         await migrate(self._wconn)
+        self._cconn = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._cconn.execute("PRAGMA busy_timeout=5000")
         self._rconn = await aiosqlite.connect(self.path)
         self._rconn.row_factory = aiosqlite.Row
         await self._rconn.execute("PRAGMA busy_timeout=5000")
@@ -119,10 +128,12 @@ class SQLiteStore:
             await self._queue.put(None)
             await self._writer
             self._writer = None
-        for conn in (self._rconn, self._wconn):
+        if self._checkpoint is not None:
+            await self._checkpoint
+        for conn in (self._rconn, self._cconn, self._wconn):
             if conn is not None:
                 await conn.close()
-        self._rconn = self._wconn = None
+        self._rconn = self._wconn = self._cconn = None
         self.healthy = False
 
     # -- the writer ---------------------------------------------------------
@@ -177,9 +188,23 @@ class SQLiteStore:
         self.commits += 1
         self.writes += len(batch)
         self.healthy = True
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= CHECKPOINT_EVERY and self._checkpoint is None:
+            self._since_checkpoint = 0
+            self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint())
         for write in batch:
             if not write.future.done():
                 write.future.set_result(None)
+
+    async def _run_checkpoint(self) -> None:
+        """PASSIVE: copy what it can without blocking the writer or readers."""
+        try:
+            assert self._cconn is not None
+            await self._cconn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception as exc:  # a missed checkpoint is retried later
+            log.warning("checkpoint failed: %s", exc)
+        finally:
+            self._checkpoint = None
 
     async def _rollback(self) -> None:
         try:

@@ -1,0 +1,388 @@
+"""The hub against a bare websockets relay, in one run, in separate processes.
+
+    .venv/bin/python -m bench.hub_bench [--quick] [--json bench/results/hub.json]
+
+Phases (each starts fresh server processes; this process is the load):
+1. throughput: the same pairs and payloads through the relay and through the
+   hub (durable acks, synchronous=FULL); messages/s delivered, latencies.
+2. latency at the same offered load (a fixed rate both can carry): p50/p99.
+3. dispatch: an agent closes a chat; time until the next waiting chat is
+   offered to it (client-measured, includes the group commit), p50/p99.
+4. memory: RSS per idle customer connection at N connected customers
+   (each said hello and waits in the queue), hub and relay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+
+from server import admin
+
+ROOT = Path(__file__).resolve().parent.parent
+PAYLOAD = "您好，我昨天下午通过手机银行给我妈转了五千块钱，显示成功但是她到现在还没收到，麻烦帮忙查一下"
+
+
+def connect(url: str, **kw: Any) -> Any:
+    """Clients like the servers: no per-message deflate (same for hub and relay)."""
+    return ws_connect(url, compression=None, **kw)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+@contextlib.asynccontextmanager
+async def process(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+    url = re.search(r"ws://[\d.]+:\d+/", line)
+    assert url, line
+    try:
+        yield proc, url.group(0)
+    finally:
+        proc.terminate()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.wait(), 20)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def hub_args(db: Path) -> list[str]:
+    return ["-m", "desk.cli", "hub", "--port", "0", "--db", str(db), "--idle", "3600", "--rate", "10000"]
+
+
+class Pairs:
+    """Senders and receivers, with per-message send times and latencies."""
+
+    def __init__(self) -> None:
+        self.sent_at: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.delivered = 0
+        self.window: dict[int, asyncio.Semaphore] = {}
+        self.recording = False
+
+    def on_delivery(self, msg_id: str) -> None:
+        t0 = self.sent_at.pop(msg_id, None)
+        if t0 is None:
+            return
+        sender = int(msg_id.split("-", 2)[1])
+        self.window[sender].release()
+        if self.recording:
+            self.delivered += 1
+            self.latencies.append(time.perf_counter() - t0)
+
+
+async def reader(ws: ClientConnection, pairs: Pairs, want: str) -> None:
+    """Feed deliveries (frames of type `want` with a msg_id) to `pairs`."""
+    with contextlib.suppress(Exception):
+        async for raw in ws:
+            frame = json.loads(raw)
+            if frame.get("type") == want and "msg_id" in frame:
+                pairs.on_delivery(frame["msg_id"])
+
+
+async def drain(ws: ClientConnection) -> None:
+    with contextlib.suppress(Exception):
+        async for _ in ws:
+            pass
+
+
+async def sender(ws: ClientConnection, conv: str, index: int, pairs: Pairs, window: int,
+                 rate: float | None, stop: asyncio.Event) -> None:  # fmt: skip
+    pairs.window[index] = asyncio.Semaphore(window)
+    counter = itertools.count()
+    next_at = time.perf_counter()
+    while not stop.is_set():
+        if rate is not None:
+            next_at += 1.0 / rate
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await pairs.window[index].acquire()
+        msg_id = f"m-{index}-{next(counter)}"
+        pairs.sent_at[msg_id] = time.perf_counter()
+        await ws.send(json.dumps({"type": "send", "conv": conv, "msg_id": msg_id, "text": PAYLOAD},
+                                 ensure_ascii=False))
+
+
+async def paced(senders: list[tuple[ClientConnection, str]], pairs: Pairs, rate: float,
+                stop: asyncio.Event) -> None:  # fmt: skip
+    """Open loop: one clock sends `rate` messages/s round-robin over the senders,
+    so the offered load does not depend on how fast answers come back."""
+    counter = itertools.count()
+    for i in range(len(senders)):
+        pairs.window[i] = asyncio.Semaphore(1 << 30)
+    start = time.perf_counter()
+    while not stop.is_set():
+        due = int((time.perf_counter() - start) * rate)
+        n = next(counter)
+        if n >= due:
+            await asyncio.sleep((n + 1 - due) / rate)
+        i = n % len(senders)
+        ws, conv = senders[i]
+        msg_id = f"m-{i}-{n}"
+        pairs.sent_at[msg_id] = time.perf_counter()
+        await ws.send(json.dumps({"type": "send", "conv": conv, "msg_id": msg_id, "text": PAYLOAD},
+                                 ensure_ascii=False))
+
+
+async def run_load(senders: list[tuple[ClientConnection, str]], pairs: Pairs, seconds: float,
+                   window: int, rate: float | None) -> dict[str, float]:  # fmt: skip
+    stop = asyncio.Event()
+    if rate is None:
+        tasks = [asyncio.create_task(sender(ws, conv, i, pairs, window, None, stop))
+                 for i, (ws, conv) in enumerate(senders)]  # fmt: skip
+    else:
+        tasks = [asyncio.create_task(paced(senders, pairs, rate, stop))]
+    await asyncio.sleep(1.0)  # warm-up
+    pairs.recording = True
+    t0 = time.perf_counter()
+    await asyncio.sleep(seconds)
+    pairs.recording = False
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    for s in pairs.window.values():  # unblock senders waiting on the window
+        for _ in range(max(window, 1)):
+            s.release()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    lat = pairs.latencies
+    return {
+        "msgs_per_s": pairs.delivered / elapsed,
+        "p50_ms": pct(lat, 0.50) * 1000,
+        "p99_ms": pct(lat, 0.99) * 1000,
+        "delivered": pairs.delivered,
+    }
+
+
+async def relay_phase(n: int, seconds: float, window: int, rate: float | None) -> dict[str, float]:
+    async with process(str(ROOT / "bench" / "relay.py"), "0") as (_, url):
+        pairs = Pairs()
+        conns = []
+        readers = []
+        for i in range(n):
+            a = await connect(f"{url}room/{i}")
+            b = await connect(f"{url}room/{i}")
+            conns += [a, b]
+            readers.append(asyncio.create_task(reader(b, pairs, "send")))
+        result = await run_load([(conns[2 * i], f"room{i}") for i in range(n)], pairs, seconds, window, rate)
+        for c in conns:
+            await c.close()
+        for r in readers:
+            r.cancel()
+        return result
+
+
+async def hub_setup(db: Path, agents: int) -> None:
+    for i in range(agents):
+        await admin.add_user(db, f"b{i}", f"坐席{i}", "bench-pw", max_chats=5)
+
+
+async def hub_phase(db: Path, n: int, seconds: float, window: int, rate: float | None) -> dict[str, float]:
+    agents = (n + 4) // 5
+    async with process(*hub_args(db)) as (proc, url):
+        pairs = Pairs()
+        agent_ws = []
+        for i in range(agents):
+            ws = await connect(url)
+            await ws.send(json.dumps({"type": "login", "user": f"b{i}", "password": "bench-pw"}))
+            while json.loads(await ws.recv())["type"] != "login_ok":
+                pass
+            await ws.send(json.dumps({"type": "set_status", "status": "online"}))
+            agent_ws.append(ws)
+        readers = [asyncio.create_task(reader(ws, pairs, "msg")) for ws in agent_ws]
+        customers = []
+        for i in range(n):
+            ws = await connect(url)
+            await ws.send(json.dumps({"type": "hello", "name": f"客户{i}"}, ensure_ascii=False))
+            conv = ""
+            while True:
+                f = json.loads(await ws.recv())
+                if f["type"] == "welcome":
+                    conv = f["conv"]
+                if f["type"] == "state" and f["state"] == "assigned":
+                    break
+            customers.append((ws, conv))
+        drains = [asyncio.create_task(drain(ws)) for ws, _ in customers]
+        cpu0 = psutil.Process(proc.pid).cpu_times()
+        result = await run_load(customers, pairs, seconds, window, rate)
+        cpu1 = psutil.Process(proc.pid).cpu_times()
+        result["hub_cpu_s"] = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+        for ws, _ in customers:
+            await ws.close()
+        for ws in agent_ws:
+            await ws.close()
+        for t in readers + drains:
+            t.cancel()
+        return result
+
+
+async def dispatch_phase(db: Path, waiting: int) -> dict[str, float]:
+    """One agent with five chats and `waiting` customers queued: close, time the next offer."""
+    await admin.add_user(db, "d0", "派单", "bench-pw", max_chats=5)
+    async with process(*hub_args(db)) as (_, url):
+        customers = []
+        for i in range(waiting + 5):
+            ws = await connect(url)
+            await ws.send(json.dumps({"type": "hello", "name": f"排队{i}"}, ensure_ascii=False))
+            customers.append(ws)
+        drains = [asyncio.create_task(drain(ws)) for ws in customers]
+        ag = await connect(url)
+        await ag.send(json.dumps({"type": "login", "user": "d0", "password": "bench-pw"}))
+        await ag.send(json.dumps({"type": "set_status", "status": "online"}))
+        held: list[str] = []
+        while len(held) < 5:
+            f = json.loads(await ag.recv())
+            if f["type"] == "assigned":
+                held.append(f["conv"])
+        samples: list[float] = []
+        for _ in range(waiting):
+            conv = held.pop(0)
+            t0 = time.perf_counter()
+            await ag.send(json.dumps({"type": "close", "conv": conv}))
+            while True:
+                f = json.loads(await ag.recv())
+                if f["type"] == "assigned":
+                    samples.append(time.perf_counter() - t0)
+                    held.append(f["conv"])
+                    break
+        for t in drains:
+            t.cancel()
+        return {"p50_ms": pct(samples, 0.5) * 1000, "p99_ms": pct(samples, 0.99) * 1000,
+                "samples": len(samples)}  # fmt: skip
+
+
+def router_dispatch(agents: int, waiting: int) -> dict[str, float]:
+    """The routing core alone: a close with `agents` agents and `waiting` queued."""
+    from server.routing import NORMAL, Router
+
+    r = Router()
+    for i in range(agents):
+        r.upsert_agent(f"a{i}", ["general"], 5, now=0)
+        r.connect(f"a{i}", 0)
+        r.set_status(f"a{i}", "online", 0)
+    for i in range(agents * 5 + waiting):
+        r.enqueue(f"c{i}", "general", NORMAL, now=i)
+    samples = []
+    for i in range(2000):
+        agent = r.agents[f"a{i % agents}"]
+        conv = next(iter(agent.chats))
+        t0 = time.perf_counter()
+        r.close(conv, now=10_000 + i)
+        samples.append(time.perf_counter() - t0)
+        r.enqueue(f"x{i}", "general", NORMAL, now=20_000 + i)
+    return {"p50_ms": pct(samples, 0.5) * 1000, "p99_ms": pct(samples, 0.99) * 1000}
+
+
+async def memory_phase(db: Path, n: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for label, args, hello in (
+        ("relay", [str(ROOT / "bench" / "relay.py"), "0"], False),
+        ("hub", hub_args(db), True),
+    ):
+        async with process(*args) as (proc, url):
+            ps = psutil.Process(proc.pid)
+            await asyncio.sleep(0.5)
+            before = ps.memory_info().rss
+            conns: list[ClientConnection] = []
+            for start in range(0, n, 500):
+                batch = await asyncio.gather(*[
+                    connect(url if hello else f"{url}room/{i}", ping_interval=None)
+                    for i in range(start, min(n, start + 500))
+                ])  # fmt: skip
+                if hello:
+                    for i, ws in enumerate(batch):
+                        await ws.send(json.dumps({"type": "hello", "name": f"客户{start + i}"}, ensure_ascii=False))
+                    for ws in batch:
+                        while json.loads(await ws.recv())["type"] != "welcome":
+                            pass
+                conns += batch
+            drains = [asyncio.create_task(drain(ws)) for ws in conns]
+            await asyncio.sleep(2.0)
+            after = ps.memory_info().rss
+            out[f"{label}_rss_before_mb"] = before / 2**20
+            out[f"{label}_rss_after_mb"] = after / 2**20
+            out[f"{label}_kib_per_conn"] = (after - before) / n / 1024
+            for t in drains:
+                t.cancel()
+            await asyncio.gather(*[ws.close() for ws in conns[:2000]], return_exceptions=True)
+    return out
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "hub.json"))
+    args = ap.parse_args()
+    n_pairs = 20 if args.quick else 100
+    seconds = 3.0 if args.quick else 8.0
+    idle = 1000 if args.quick else 10_000
+    tmp = Path(tempfile.mkdtemp(prefix="hubbench-"))
+    results: dict[str, Any] = {"pairs": n_pairs, "seconds": seconds, "payload_chars": len(PAYLOAD)}
+
+    window = 8
+    print(f"throughput, {n_pairs} conversations, {window} in flight per sender, {seconds:g}s")
+    relay = await relay_phase(n_pairs, seconds, window, None)
+    await hub_setup(tmp / "t.db", (n_pairs + 4) // 5)
+    hub = await hub_phase(tmp / "t.db", n_pairs, seconds, window, None)
+    results["throughput"] = {"relay": relay, "hub": hub, "ratio": hub["msgs_per_s"] / relay["msgs_per_s"]}
+    print(f"  relay {relay['msgs_per_s']:8.0f} msg/s  p50 {relay['p50_ms']:.2f} ms  p99 {relay['p99_ms']:.2f} ms")
+    print(f"  hub   {hub['msgs_per_s']:8.0f} msg/s  p50 {hub['p50_ms']:.2f} ms  p99 {hub['p99_ms']:.2f} ms")
+    print(f"  hub/relay throughput {results['throughput']['ratio']:.2f}")
+
+    offered = 0.25 * min(relay["msgs_per_s"], hub["msgs_per_s"])
+    print(f"latency at the same offered load: {offered:.0f} msg/s (a quarter of the slower one's maximum)")
+    relay_l = await relay_phase(n_pairs, seconds, 0, offered)
+    await hub_setup(tmp / "l.db", (n_pairs + 4) // 5)
+    hub_l = await hub_phase(tmp / "l.db", n_pairs, seconds, 0, offered)
+    results["latency"] = {"offered_msgs_per_s": offered, "relay": relay_l, "hub": hub_l,
+                          "p99_ratio": hub_l["p99_ms"] / relay_l["p99_ms"]}  # fmt: skip
+    print(f"  relay p50 {relay_l['p50_ms']:.2f} ms  p99 {relay_l['p99_ms']:.2f} ms")
+    print(f"  hub   p50 {hub_l['p50_ms']:.2f} ms  p99 {hub_l['p99_ms']:.2f} ms  (ratio {results['latency']['p99_ratio']:.2f})")
+
+    waiting = 100 if args.quick else 300
+    d = await dispatch_phase(tmp / "d.db", waiting)
+    core = router_dispatch(2000, 1000)
+    results["dispatch"] = {"end_to_end": d, "router_2000_agents": core}
+    print(f"dispatch after a slot frees (close -> next assigned, client side): p50 {d['p50_ms']:.2f} ms  p99 {d['p99_ms']:.2f} ms")
+    print(f"  routing core alone, 2000 agents, 1000 waiting: p50 {core['p50_ms']:.3f} ms  p99 {core['p99_ms']:.3f} ms")
+
+    mem = await memory_phase(tmp / "m.db", idle)
+    results["memory"] = {"connections": idle, **mem}
+    print(f"memory per idle connection at {idle}: hub {mem['hub_kib_per_conn']:.1f} KiB, relay {mem['relay_kib_per_conn']:.1f} KiB")
+
+    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    save(Path(args.json), results)
+    print(f"wrote {args.json}")
+
+
+def save(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
