@@ -218,8 +218,7 @@ class Hub:
 
     async def handle(self, session: Session, frame: p.Frame) -> None:
         """Carry out one decoded client frame for `session`."""
-        kind = type(frame).__name__
-        handler = getattr(self, f"_on_{kind.lower()}")
+        handler = getattr(self, _HANDLERS[type(frame)])
         if session.role == "" and not isinstance(frame, (p.Hello, p.Login)):
             session.error("not_logged_in", "send hello (customer) or login (staff) first", ref=_tag(frame))
             return
@@ -1012,6 +1011,9 @@ _ROLES: dict[type, frozenset[str]] = {
     p.Wrapup: frozenset({"agent"}),
     p.RaiseHand: frozenset({"agent"}),
 }
+
+
+_HANDLERS = {t: f"_on_{t.__name__.lower()}" for t in _ROLES}
 
 
 def _tag(frame: p.Frame) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.error
 import urllib.request
 
 import pytest
@@ -264,3 +265,17 @@ def test_frames_decode_errors_name_the_field() -> None:
     with pytest.raises(FrameError) as err:
         decode_client(json.dumps({"type": "send", "conv": "c", "msg_id": "m", "text": 5}))
     assert "$.text" in err.value.message
+
+
+async def test_healthz_says_503_when_the_database_cannot_take_a_write(hub: HubServer) -> None:
+    def get() -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{hub.port}/healthz", timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert await asyncio.to_thread(get) == 200
+    await hub.hub.store.close()  # the writer is gone: no write can land
+    assert await asyncio.to_thread(get) == 503
+    await hub.hub.store.open()  # so the fixture can stop it cleanly

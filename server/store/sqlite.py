@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,10 @@ class SQLiteStore:
         self.synchronous = synchronous  # FULL: an ack survives power loss, not just a crash
         self._wconn: aiosqlite.Connection | None = None
         self._rconn: aiosqlite.Connection | None = None
-        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
+        # A deque and an event rather than asyncio.Queue: this is on every
+        # message's path, and the writer takes everything queued at once.
+        self._queue: deque[_Write | None] = deque()
+        self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._cconn: aiosqlite.Connection | None = None
         self._checkpoint: asyncio.Task[None] | None = None
@@ -125,7 +129,8 @@ class SQLiteStore:
 
     async def close(self) -> None:
         if self._writer is not None:
-            await self._queue.put(None)
+            self._queue.append(None)
+            self._wake.set()
             await self._writer
             self._writer = None
         if self._checkpoint is not None:
@@ -143,18 +148,22 @@ class SQLiteStore:
         if self._writer is None:
             fut.set_exception(StoreError("the store is closed"))
             return fut
-        self._queue.put_nowait(_Write(sql, params, fut))
+        self._queue.append(_Write(sql, params, fut))
+        self._wake.set()
         return fut
 
     async def _write_loop(self) -> None:
         stop = False
         while not stop:
-            item = await self._queue.get()
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            item = self._queue.popleft()
             if item is None:
                 break
             batch = [item]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                nxt = self._queue.get_nowait()
+            while len(batch) < MAX_BATCH and self._queue:
+                nxt = self._queue.popleft()
                 if nxt is None:
                     stop = True
                     break
