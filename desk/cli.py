@@ -91,6 +91,51 @@ def _print_users(users: list) -> None:  # type: ignore[type-arg]
         print(f"{u.id:<12} {u.role:<11} {u.name:<12} {u.max_chats:>3}  {state:<8} {','.join(u.groups)}")
 
 
+def _phrases(args: argparse.Namespace) -> int:
+    import time
+
+    from phrasebook import PhraseImportError, PhraseIndex
+
+    db = Path(args.db)
+    if args.action == "import":
+        try:
+            written, deleted = asyncio.run(admin.import_phrases(
+                db, Path(args.file), owner=args.owner, replace=args.replace))
+        except PhraseImportError as exc:
+            print(f"desk: {exc}", file=sys.stderr)
+            return 2
+        print(f"imported {written} phrases" + (f", deleted {deleted}" if deleted else ""))
+    elif args.action == "export":
+        n = asyncio.run(admin.export_phrases(db, Path(args.file), owner=args.owner))
+        print(f"exported {n} phrases to {args.file}")
+    elif args.action == "list":
+        phrases, usage = asyncio.run(admin.list_phrases(db, args.agent))
+        if args.search:
+            index = PhraseIndex(phrases, agent_id=args.agent)
+            hits = index.search(args.search, usage=usage if args.agent else None, lang=args.lang)
+            rows = [(h.phrase, f"{h.field}/{h.how}") for h in hits]
+        else:
+            rows = [(ph, "") for ph in sorted(phrases, key=lambda ph: (ph.scope, ph.code, ph.lang))
+                    if args.lang is None or ph.lang == args.lang]
+        for ph, why in rows:
+            owner = ph.owner or "team"
+            print(f"{ph.code:<10} {ph.lang}  {owner:<8} {ph.title}  {why}".rstrip())
+        print(f"({len(rows)} phrases)")
+    elif args.action == "stats":
+        phrases, usage = asyncio.run(admin.list_phrases(db))
+        titles = {ph.id: f"{ph.code} {ph.title}" for ph in phrases}
+        print("most used phrases:")
+        for pid, n in sorted(usage.phrase_counts().items(), key=lambda kv: -kv[1])[:20]:
+            print(f"  {n:>6}  {titles.get(pid, pid)}")
+        print("uses per agent:")
+        now = time.time()
+        for agent in usage.agents():
+            counts = usage.agent_counts(agent)
+            top = ", ".join(titles.get(pid, pid) for pid, _ in usage.top(agent, now, 3))
+            print(f"  {agent:<10} {sum(counts.values()):>6}  favourites: {top}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="desk", description="Bank chat desk: hub and tools.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
@@ -130,6 +175,22 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--max", type=int)
     st.add_argument("--password")
 
+    ph = sub.add_parser("phrases", help="the phrasebook: import, export, list, stats")
+    ph.add_argument("--db", default=str(DEFAULT_DB))
+    psub = ph.add_subparsers(dest="action", required=True)
+    imp = psub.add_parser("import", help="import a YAML or CSV file (team, or --owner's personal)")
+    imp.add_argument("file")
+    imp.add_argument("--owner", help="import as this agent's personal phrases")
+    imp.add_argument("--replace", action="store_true", help="delete phrases of that scope missing from the file")
+    exp = psub.add_parser("export", help="export to a YAML or CSV file (by extension)")
+    exp.add_argument("file")
+    exp.add_argument("--owner", help="export this agent's personal phrases instead of the team's")
+    ls = psub.add_parser("list", help="list phrases, or search them like the desk does")
+    ls.add_argument("--agent", help="include this agent's personal phrases and rank by its usage")
+    ls.add_argument("--search", help="a query: shortcode, Chinese, English or pinyin (gs, guashi)")
+    ls.add_argument("--lang", choices=["zh", "en"])
+    psub.add_parser("stats", help="usage per phrase and per agent")
+
     audit = sub.add_parser("audit", help="the audit log")
     audit.add_argument("--db", default=str(DEFAULT_DB))
     asub = audit.add_subparsers(dest="action", required=True)
@@ -164,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
                 u = asyncio.run(admin.set_user(db, args.id, name=args.name, password=args.password,
                                                groups=_groups(args.groups), max_chats=args.max))
                 print(f"{u.id}: groups {','.join(u.groups)}, max {u.max_chats}")
+        elif args.cmd == "phrases":
+            return _phrases(args)
         elif args.cmd == "audit":
             ok, count, problem = asyncio.run(admin.verify_audit(Path(args.db)))
             print(f"audit log {'intact' if ok else 'BROKEN'}: {count} entries checked" + (f"; {problem}" if problem else ""))

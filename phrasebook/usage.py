@@ -109,6 +109,13 @@ class UsageStats:
                 totals[pid] += c.count
         return dict(totals)
 
+    def record_of(self, agent: str, phrase_id: str) -> UsageRecord | None:
+        """The stored row for one (agent, phrase), e.g. to persist after `record`."""
+        c = self._cells.get(agent, {}).get(phrase_id)
+        if c is None:
+            return None
+        return UsageRecord(agent, phrase_id, c.count, c.score, c.score_at, c.last_used)
+
     def agents(self) -> list[str]:
         return sorted(a for a, cells in self._cells.items() if cells)
 

@@ -10,6 +10,10 @@ import asyncio
 import time
 from pathlib import Path
 
+import msgspec
+
+from phrasebook import Phrase, UsageStats, derive_id, dump_csv, dump_yaml, load_csv, load_yaml
+
 from .auth import hash_password
 from .routing import HARD_MAX_CHATS
 from .store import SQLiteStore, UserRecord
@@ -95,3 +99,75 @@ async def verify_audit(db: Path) -> tuple[bool, int, str]:
         return await store.verify_audit()
     finally:
         await store.close()
+
+
+# -- phrasebook ----------------------------------------------------------------
+
+
+def read_phrase_file(path: Path) -> list[Phrase]:
+    """A YAML or CSV phrase file (by extension); PhraseImportError names bad lines."""
+    if path.suffix.lower() == ".csv":
+        return load_csv(path)
+    return load_yaml(path)
+
+
+async def import_phrases(
+    db: Path, path: Path, *, owner: str | None = None, replace: bool = False, by: str = "admin"
+) -> tuple[int, int]:
+    """Import phrases (team, or personal for `owner`); returns (written, deleted).
+    With `replace`, phrases of that scope missing from the file are deleted.
+    A running hub notices and pushes the changes to every desk."""
+    phrases = read_phrase_file(path)
+    now = time.time()
+    if owner is not None:
+        phrases = [
+            msgspec.structs.replace(ph, scope="personal", owner=owner,
+                                    id=derive_id("personal", owner, ph.code, ph.lang))
+            for ph in phrases
+        ]  # fmt: skip
+    else:
+        phrases = [msgspec.structs.replace(ph, scope="team", owner=None) for ph in phrases]
+    store = await _open(db)
+    try:
+        if owner is not None and await store.get_user(owner) is None:
+            raise AdminError(f"no user {owner!r}")
+        existing = [ph for ph in await store.load_phrases()
+                    if (ph.scope == "team" and owner is None) or (ph.owner == owner and owner)]  # fmt: skip
+        keep = {ph.id for ph in phrases}
+        deleted = 0
+        if replace:
+            for ph in existing:
+                if ph.id not in keep:
+                    store.delete_phrase(ph.id)
+                    deleted += 1
+        for ph in phrases:
+            store.put_phrase(msgspec.structs.replace(ph, updated_at=ph.updated_at or now), by=by)
+        await store.audit(by, "phrase_import", target=str(path.name),
+                          detail={"count": len(phrases), "deleted": deleted, "owner": owner or ""})
+        return len(phrases), deleted
+    finally:
+        await store.close()
+
+
+async def export_phrases(db: Path, path: Path, *, owner: str | None = None) -> int:
+    store = await _open(db)
+    try:
+        phrases = [ph for ph in await store.load_phrases()
+                   if (ph.owner == owner if owner else ph.scope == "team")]  # fmt: skip
+    finally:
+        await store.close()
+    if path.suffix.lower() == ".csv":
+        dump_csv(phrases, path)
+    else:
+        dump_yaml(phrases, path)
+    return len(phrases)
+
+
+async def list_phrases(db: Path, agent: str | None = None) -> tuple[list[Phrase], UsageStats]:
+    store = await _open(db)
+    try:
+        phrases = await store.load_phrases()
+        usage = UsageStats.from_records(await store.load_usage())
+    finally:
+        await store.close()
+    return [ph for ph in phrases if ph.scope == "team" or (agent and ph.owner == agent)], usage

@@ -38,3 +38,5 @@ class HubConfig:
     # Origins allowed for browser clients; None admits clients that send none.
     origins: list[str | None] = field(default_factory=lambda: [None])
     sqlite_synchronous: str = "FULL"
+    # Seconds between checks for edits made outside the hub (CLI imports).
+    maintenance_s: float = 2.0

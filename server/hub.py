@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections import deque
@@ -31,6 +32,7 @@ from .botstage import URGENT, BotContext, BotStage, BotTurn, NoBot
 from .config import HubConfig
 from .masking import mask_at_rest
 from .metrics import Metrics
+from .phrases import PhraseService
 from .routing import (
     NORMAL,
     PRIORITY_NAMES,
@@ -129,6 +131,8 @@ class Hub:
         self._sweeper: asyncio.Task[None] | None = None
         self.metrics = Metrics()
         self.board = BoardFeed(self)
+        self.phrasebook = PhraseService(self)
+        self._maintainer: asyncio.Task[None] | None = None
         self.started = False
 
     # ------------------------------------------------------------------
@@ -138,16 +142,22 @@ class Hub:
     async def start(self) -> None:
         await self.store.open()
         await self._restore()
+        await self.phrasebook.load()
         self._sweeper = asyncio.create_task(self._sweep_idle(), name="idle-sweeper")
+        self._maintainer = asyncio.create_task(self._maintain(), name="maintenance")
+        # Objects from start-up live as long as the hub: keep them out of the
+        # cyclic collector's way so its pauses stay short.
+        gc.freeze()
         self.started = True
 
     async def stop(self) -> None:
         """Drain: every write submitted so far is made durable, then the store closes."""
         self.started = False
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._maintainer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for handle in self._agent_grace.values():
             handle.cancel()
         for conv in self.convs.values():
@@ -549,6 +559,20 @@ class Hub:
         self.store.audit(session.principal, "wrapup", target=f.conv, detail={"code": f.code})
         _then(fut, lambda: session.send(p.Ok(ref="wrapup", conv=f.conv)))
 
+    # -- phrasebook --------------------------------------------------------
+
+    async def _on_phrasesget(self, session: Session, f: p.PhrasesGet) -> None:
+        self.phrasebook.send_all(session)
+
+    async def _on_phrasesave(self, session: Session, f: p.PhraseSave) -> None:
+        self.phrasebook.save(session, f.phrase)
+
+    async def _on_phrasedelete(self, session: Session, f: p.PhraseDelete) -> None:
+        self.phrasebook.delete(session, f.id)
+
+    async def _on_phraseused(self, session: Session, f: p.PhraseUsed) -> None:
+        self.phrasebook.used(session, f.id, f.conv)
+
     # -- both -------------------------------------------------------------
 
     async def _on_send(self, session: Session, f: p.Send) -> None:
@@ -912,6 +936,15 @@ class Hub:
         if conv.customer is None and conv.rec.state == "queued":
             self._close(conv, closed_by="system", reason="abandoned", notice="abandoned")
 
+    async def _maintain(self) -> None:
+        """Pick up changes made outside the hub (phrasebook imported with the CLI)."""
+        while True:
+            await asyncio.sleep(self.config.maintenance_s)
+            try:
+                await self.phrasebook.check_external()
+            except Exception:  # keep maintaining; the next tick retries
+                log.exception("maintenance failed")
+
     async def _sweep_idle(self) -> None:
         """Close chats whose customer has gone quiet (not those waiting on us)."""
         idle = self.config.customer_idle_s
@@ -1010,6 +1043,10 @@ _ROLES: dict[type, frozenset[str]] = {
     p.Close: frozenset({"agent"}),
     p.Wrapup: frozenset({"agent"}),
     p.RaiseHand: frozenset({"agent"}),
+    p.PhrasesGet: frozenset({"agent", "supervisor"}),
+    p.PhraseSave: frozenset({"agent", "supervisor"}),
+    p.PhraseDelete: frozenset({"agent", "supervisor"}),
+    p.PhraseUsed: frozenset({"agent"}),
 }
 
 

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from phrasebook import Phrase
+
 PROTOCOL_VERSION = 1
 
 # Limits the hub enforces; clients can read them from `welcome`/`login_ok`.
@@ -144,6 +146,39 @@ class RaiseHand(Frame, tag="raise_hand"):
     note: NoteText = ""
 
 
+class PhraseDraft(Struct, forbid_unknown_fields=True):
+    """A phrase as a desk edits it; the hub sets scope, owner and time."""
+
+    code: Annotated[str, Meta(min_length=1, max_length=32)]
+    title: Annotated[str, Meta(min_length=1, max_length=80)]
+    text: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
+    category: Annotated[str, Meta(max_length=40)] = "个人"
+    tags: Annotated[list[Annotated[str, Meta(max_length=24)]], Meta(max_length=16)] = []
+    lang: Literal["zh", "en"] = "zh"
+    topic: Id | None = None
+    id: Id | None = None  # given when editing an existing phrase
+    scope: Literal["team", "personal"] = "personal"  # team: supervisors only
+
+
+class PhrasesGet(Frame, tag="phrases_get"):
+    """Ask for every phrase this user may see, with its own usage."""
+
+
+class PhraseSave(Frame, tag="phrase_save"):
+    phrase: PhraseDraft
+
+
+class PhraseDelete(Frame, tag="phrase_delete"):
+    id: Id
+
+
+class PhraseUsed(Frame, tag="phrase_used"):
+    """A phrase went into a sent reply (ranks it up for this agent)."""
+
+    id: Id
+    conv: Id | None = None
+
+
 ClientFrame = (
     Hello
     | Login
@@ -159,6 +194,10 @@ ClientFrame = (
     | Close
     | Wrapup
     | RaiseHand
+    | PhrasesGet
+    | PhraseSave
+    | PhraseDelete
+    | PhraseUsed
 )
 
 
@@ -320,6 +359,22 @@ class Ok(Frame, tag="ok"):
     conv: str = ""
 
 
+class Phrases(Frame, tag="phrases", omit_defaults=False):
+    """Every phrase the user may see (team + own personal) and its usage
+    rows ``[phrase_id, count, score, score_at, last_used]``."""
+
+    phrases: list[Phrase]
+    usage: list[tuple[str, int, float, float, float]] = []
+
+
+class PhraseChanged(Frame, tag="phrase_changed", omit_defaults=False):
+    """One phrase was added, edited or deleted (pushed live)."""
+
+    id: str
+    deleted: bool = False
+    phrase: Phrase | None = None
+
+
 class AgentRow(Struct):
     id: str
     name: str
@@ -379,6 +434,8 @@ HubFrame = (
     | Error
     | Ok
     | Board
+    | Phrases
+    | PhraseChanged
 )
 
 _client_decoder = msgspec.json.Decoder(ClientFrame)

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import msgspec
 
+from phrasebook import Phrase, UsageRecord
+
 
 class UserRecord(msgspec.Struct, kw_only=True):
     id: str
@@ -118,6 +120,20 @@ class Store(Protocol):
 
     def barrier(self) -> asyncio.Future[None]:
         """Resolves when everything submitted before it is durable."""
+        ...
+
+    def put_phrase(self, phrase: Phrase, by: str) -> asyncio.Future[None]: ...
+
+    def delete_phrase(self, phrase_id: str) -> asyncio.Future[None]: ...
+
+    def put_usage(self, rec: UsageRecord, conv_id: str, ts: float) -> asyncio.Future[None]: ...
+
+    async def load_phrases(self) -> list[Phrase]: ...
+
+    async def load_usage(self) -> list[UsageRecord]: ...
+
+    async def phrases_rev(self) -> int:
+        """A counter every phrase write bumps (the hub polls it for CLI edits)."""
         ...
 
     # -- reads --------------------------------------------------------------

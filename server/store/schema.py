@@ -95,6 +95,38 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_action ON audit(action, ts);
     """,
+    # 2: the phrasebook (team and personal phrases, usage)
+    """
+    CREATE TABLE phrases(
+        id TEXT PRIMARY KEY,
+        scope TEXT NOT NULL CHECK (scope IN ('team', 'personal')),
+        owner TEXT,
+        code TEXT NOT NULL,
+        lang TEXT NOT NULL,
+        data TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        updated_by TEXT NOT NULL
+    );
+    CREATE INDEX phrases_owner ON phrases(scope, owner);
+    CREATE TABLE phrase_usage(
+        agent_id TEXT NOT NULL,
+        phrase_id TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        score REAL NOT NULL,
+        score_at REAL NOT NULL,
+        last_used REAL NOT NULL,
+        PRIMARY KEY (agent_id, phrase_id)
+    );
+    CREATE TABLE phrase_uses(
+        id INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        phrase_id TEXT NOT NULL,
+        conv_id TEXT NOT NULL,
+        ts REAL NOT NULL
+    );
+    CREATE INDEX phrase_uses_ts ON phrase_uses(ts);
+    INSERT INTO meta(k, v) VALUES ('phrases_rev', '0');
+    """,
 ]
 
 

@@ -24,6 +24,8 @@ from typing import Any
 import aiosqlite
 import msgspec
 
+from phrasebook import Phrase, UsageRecord
+
 from .base import AuditRecord, ConversationRecord, MessageRecord, StoreError, UserRecord
 from .schema import migrate
 
@@ -301,6 +303,56 @@ class SQLiteStore:
             "INSERT INTO audit(ts, actor, action, target, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?)",
             (ts, actor, action, target, body, prev, digest),
         )
+
+    # -- phrasebook ------------------------------------------------------------
+
+    def put_phrase(self, phrase: Phrase, by: str) -> asyncio.Future[None]:
+        self._bump_phrases()
+        return self._submit(
+            "INSERT INTO phrases(id, scope, owner, code, lang, data, updated_at, updated_by)"
+            " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET scope=excluded.scope,"
+            " owner=excluded.owner, code=excluded.code, lang=excluded.lang, data=excluded.data,"
+            " updated_at=excluded.updated_at, updated_by=excluded.updated_by",
+            (phrase.id, phrase.scope, phrase.owner, phrase.code, phrase.lang,
+             msgspec.json.encode(phrase).decode(), phrase.updated_at, by),
+        )  # fmt: skip
+
+    def delete_phrase(self, phrase_id: str) -> asyncio.Future[None]:
+        self._bump_phrases()
+        self._submit("DELETE FROM phrase_usage WHERE phrase_id=?", (phrase_id,))
+        return self._submit("DELETE FROM phrases WHERE id=?", (phrase_id,))
+
+    def _bump_phrases(self) -> None:
+        # Every writer (hub or CLI) bumps this, so a running hub notices
+        # changes made behind its back with one cheap read.
+        self._submit("UPDATE meta SET v = CAST(v AS INTEGER) + 1 WHERE k='phrases_rev'", ())
+
+    def put_usage(self, rec: UsageRecord, conv_id: str, ts: float) -> asyncio.Future[None]:
+        self._submit(
+            "INSERT INTO phrase_uses(agent_id, phrase_id, conv_id, ts) VALUES (?,?,?,?)",
+            (rec.agent, rec.phrase_id, conv_id, ts),
+        )
+        return self._submit(
+            "INSERT INTO phrase_usage(agent_id, phrase_id, count, score, score_at, last_used)"
+            " VALUES (?,?,?,?,?,?) ON CONFLICT(agent_id, phrase_id) DO UPDATE SET"
+            " count=excluded.count, score=excluded.score, score_at=excluded.score_at,"
+            " last_used=excluded.last_used",
+            (rec.agent, rec.phrase_id, rec.count, rec.score, rec.score_at, rec.last_used),
+        )
+
+    async def load_phrases(self) -> list[Phrase]:
+        rows = await self._all("SELECT data FROM phrases ORDER BY id")
+        return [msgspec.json.decode(r[0], type=Phrase) for r in rows]
+
+    async def load_usage(self) -> list[UsageRecord]:
+        rows = await self._all(
+            "SELECT agent_id, phrase_id, count, score, score_at, last_used FROM phrase_usage"
+        )
+        return [UsageRecord(*r) for r in rows]
+
+    async def phrases_rev(self) -> int:
+        rows = await self._all("SELECT v FROM meta WHERE k='phrases_rev'")
+        return int(rows[0][0]) if rows else 0
 
     def barrier(self) -> asyncio.Future[None]:
         return self._submit(_NOOP, ())
