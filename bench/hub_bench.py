@@ -72,7 +72,7 @@ async def process(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process,
 
 
 def hub_args(db: Path) -> list[str]:
-    return ["-m", "desk.cli", "hub", "--port", "0", "--db", str(db), "--idle", "3600", "--rate", "10000"]
+    return ["-m", "desk.cli", "hub", "--port", "0", "--db", str(db), "--idle", "3600", "--rate", "10000", "--no-bot"]
 
 
 class Pairs:

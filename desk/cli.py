@@ -15,12 +15,15 @@ import getpass
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from server import admin
+from server.bot.kb import DEFAULT_KB_PATH
 from server.config import HubConfig
 
 DEFAULT_DB = Path(os.environ.get("DESK_DB", "desk.db"))
+DEFAULT_KB = DEFAULT_KB_PATH
 DEMO_DIR = Path(".demo")
 DEMO_AGENTS = [
     ("a1", "李娜", ["general", "cards", "payments", "digital"]),
@@ -53,6 +56,7 @@ def _hub_config(args: argparse.Namespace) -> HubConfig:
         db_path=Path(args.db), host=args.host, port=args.port, agent_grace_s=args.grace,
         customer_idle_s=args.idle, default_group=args.default_group,
         rate_per_s=args.rate, rate_burst=max(1, int(args.rate * 2)),
+        kb_path=None if args.no_bot else Path(args.kb),
         origins=[None, *args.origin],
     )  # fmt: skip
 
@@ -73,7 +77,7 @@ async def _demo(args: argparse.Namespace) -> None:
             await admin.add_user(db, agent_id, name, DEMO_PASSWORD, groups=groups)
     if "sup" not in known:
         await admin.add_user(db, "sup", "值班主管", DEMO_PASSWORD, role="supervisor")
-    config = HubConfig(db_path=db, host="127.0.0.1", port=args.port)
+    config = HubConfig(db_path=db, host="127.0.0.1", port=args.port, kb_path=DEFAULT_KB)
     print(
         f"Demo hub with demo accounts (password {DEMO_PASSWORD}): agents a1 a2 a3, supervisor sup.\n"
         f"Protocol: docs/PROTOCOL.md. Customers connect to ws://127.0.0.1:{args.port}/ and send\n"
@@ -92,8 +96,6 @@ def _print_users(users: list) -> None:  # type: ignore[type-arg]
 
 
 def _phrases(args: argparse.Namespace) -> int:
-    import time
-
     from phrasebook import PhraseImportError, PhraseIndex
 
     db = Path(args.db)
@@ -136,6 +138,28 @@ def _phrases(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kb(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        from server.bot import KBError, load_kb
+
+        try:
+            kb = load_kb(Path(args.file))
+        except KBError as exc:
+            print(f"desk: {exc}", file=sys.stderr)
+            return 2
+        for warning in kb.warnings:
+            print(f"warning: {warning}")
+        print(f"{args.file}: {len(kb.entries)} entries, valid. A running hub reloads it when the file"
+              " changes (or on kill -HUP, or a supervisor's reload).")
+        return 0
+    rows = asyncio.run(admin.top_misses(Path(args.db), args.limit))
+    print(f"{'times':>6}  last asked        question")
+    for sample, count, last in rows:
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(last))
+        print(f"{count:>6}  {stamp}  {sample}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="desk", description="Bank chat desk: hub and tools.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
@@ -149,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("--idle", type=float, default=600.0, help="close silent customers after, seconds")
     hub.add_argument("--default-group", default="general")
     hub.add_argument("--rate", type=float, default=20.0, help="frames/s allowed per connection")
+    hub.add_argument("--kb", default=str(DEFAULT_KB), help="knowledge base YAML (reloaded when it changes)")
+    hub.add_argument("--no-bot", action="store_true", help="no bot: new chats go straight to the queue")
     hub.add_argument("--origin", action="append", default=[],
                      help="allow browser clients from this Origin (repeatable)")
 
@@ -191,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--lang", choices=["zh", "en"])
     psub.add_parser("stats", help="usage per phrase and per agent")
 
+    kb = sub.add_parser("kb", help="the bot's knowledge base")
+    kb.add_argument("--db", default=str(DEFAULT_DB))
+    ksub = kb.add_subparsers(dest="action", required=True)
+    chk = ksub.add_parser("check", help="validate a knowledge base file")
+    chk.add_argument("file", nargs="?", default=str(DEFAULT_KB))
+    ms = ksub.add_parser("misses", help="questions the bot could not answer, most asked first")
+    ms.add_argument("--limit", type=int, default=30)
+
     audit = sub.add_parser("audit", help="the audit log")
     audit.add_argument("--db", default=str(DEFAULT_DB))
     asub = audit.add_subparsers(dest="action", required=True)
@@ -227,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{u.id}: groups {','.join(u.groups)}, max {u.max_chats}")
         elif args.cmd == "phrases":
             return _phrases(args)
+        elif args.cmd == "kb":
+            return _kb(args)
         elif args.cmd == "audit":
             ok, count, problem = asyncio.run(admin.verify_audit(Path(args.db)))
             print(f"audit log {'intact' if ok else 'BROKEN'}: {count} entries checked" + (f"; {problem}" if problem else ""))

@@ -171,3 +171,11 @@ async def list_phrases(db: Path, agent: str | None = None) -> tuple[list[Phrase]
     finally:
         await store.close()
     return [ph for ph in phrases if ph.scope == "team" or (agent and ph.owner == agent)], usage
+
+
+async def top_misses(db: Path, limit: int = 30) -> list[tuple[str, int, float]]:
+    store = await _open(db)
+    try:
+        return await store.top_misses(limit)
+    finally:
+        await store.close()

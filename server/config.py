@@ -38,5 +38,8 @@ class HubConfig:
     # Origins allowed for browser clients; None admits clients that send none.
     origins: list[str | None] = field(default_factory=lambda: [None])
     sqlite_synchronous: str = "FULL"
-    # Seconds between checks for edits made outside the hub (CLI imports).
+    # The knowledge base the built-in bot answers from; None: no bot (every
+    # new chat goes straight to the queue of `default_group`).
+    kb_path: Path | None = None
+    # Seconds between checks for edits made outside the hub (CLI imports, KB file).
     maintenance_s: float = 2.0

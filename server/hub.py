@@ -115,6 +115,10 @@ class Hub:
         self.config = config
         self.store = store or SQLiteStore(config.db_path, synchronous=config.sqlite_synchronous)
         self.bot: BotStage = bot or NoBot(config.default_group)
+        # The built-in bot is loaded from config.kb_path at start unless a bot
+        # was handed in; the file's mtime tells the maintenance tick to reload.
+        self._kb_owned = bot is None and config.kb_path is not None
+        self._kb_mtime = 0.0
         self.clock = clock
         self.router = Router()
         self.convs: dict[str, Conversation] = {}
@@ -141,6 +145,10 @@ class Hub:
 
     async def start(self) -> None:
         await self.store.open()
+        if self._kb_owned:
+            ok, problem = await self.reload_kb(actor="hub")
+            if not ok:
+                raise RuntimeError(f"cannot load the knowledge base: {problem}")
         await self._restore()
         await self.phrasebook.load()
         self._sweeper = asyncio.create_task(self._sweep_idle(), name="idle-sweeper")
@@ -573,6 +581,18 @@ class Hub:
     async def _on_phraseused(self, session: Session, f: p.PhraseUsed) -> None:
         self.phrasebook.used(session, f.id, f.conv)
 
+    # -- the bot's knowledge base -----------------------------------------
+
+    async def _on_kbreload(self, session: Session, f: p.KbReload) -> None:
+        ok, problem = await self.reload_kb(actor=session.principal)
+        if ok:
+            session.send(p.Ok(ref="kb_reload"))
+        else:
+            session.error("kb_invalid", problem, ref="kb_reload")
+
+    async def _on_botmissesget(self, session: Session, f: p.BotMissesGet) -> None:
+        session.send(p.BotMisses(rows=await self.store.top_misses(f.limit)))
+
     # -- both -------------------------------------------------------------
 
     async def _on_send(self, session: Session, f: p.Send) -> None:
@@ -600,7 +620,8 @@ class Hub:
                 if conv.rec.agent_id:
                     self.board.touch_agent(conv.rec.agent_id)
             if conv.rec.state in ("bot", "queued"):
-                self._bot_turn(conv, self.bot.answer(self._bot_context(conv), mask_at_rest(f.text)))
+                question = mask_at_rest(f.text)
+                self._bot_turn(conv, self.bot.answer(self._bot_context(conv), question), question)
         else:
             if conv.unanswered_since is not None:
                 conv.unanswered_since = None
@@ -733,11 +754,13 @@ class Hub:
             memory=rec.bot_memory,
         )  # fmt: skip
 
-    def _bot_turn(self, conv: Conversation, turn: BotTurn) -> None:
+    def _bot_turn(self, conv: Conversation, turn: BotTurn, question: str = "") -> None:
         for text in turn.replies:
             self._append(conv, kind="bot", sender="bot", sender_name="bot", text=text)
         if turn.missed:
             self.metrics.bot_misses += 1
+            if question.strip():
+                self.store.record_miss(_miss_key(question), question.strip()[:200], self.clock())
         if turn.intents:
             intents = list(dict.fromkeys([*conv.rec.handoff.get("intents", []), *turn.intents]))
             conv.rec.handoff = {**conv.rec.handoff, "intents": intents}
@@ -942,8 +965,40 @@ class Hub:
             await asyncio.sleep(self.config.maintenance_s)
             try:
                 await self.phrasebook.check_external()
+                if self._kb_owned and self._kb_changed():
+                    await self.reload_kb(actor="file-change")
             except Exception:  # keep maintaining; the next tick retries
                 log.exception("maintenance failed")
+
+    def _kb_changed(self) -> bool:
+        try:
+            return self.config.kb_path is not None and self.config.kb_path.stat().st_mtime != self._kb_mtime
+        except OSError:
+            return False
+
+    async def reload_kb(self, actor: str = "admin") -> tuple[bool, str]:
+        """Load the knowledge base again and swap the bot; a bad file keeps the old one."""
+        from .bot import KBError, KnowledgeBot, load_kb
+
+        path = self.config.kb_path
+        if path is None:
+            return False, "this hub runs without a knowledge base"
+        try:
+            mtime = path.stat().st_mtime
+            kb = await asyncio.to_thread(load_kb, path)
+            bot = await asyncio.to_thread(KnowledgeBot, kb)
+        except (KBError, OSError) as exc:
+            with contextlib.suppress(OSError):
+                self._kb_mtime = path.stat().st_mtime  # do not retry a bad file every tick
+            log.error("knowledge base not reloaded (%s): %s", actor, exc)
+            self.store.audit(actor, "kb_reload_failed", target=str(path.name), detail={"error": str(exc)[:500]})
+            return False, str(exc)
+        self.bot, self._kb_mtime = bot, mtime
+        for warning in kb.warnings:
+            log.warning("knowledge base: %s", warning)
+        log.info("knowledge base loaded: %d entries from %s", len(kb.entries), path)
+        self.store.audit(actor, "kb_reload", target=str(path.name), detail={"entries": len(kb.entries)})
+        return True, ""
 
     async def _sweep_idle(self) -> None:
         """Close chats whose customer has gone quiet (not those waiting on us)."""
@@ -1047,10 +1102,17 @@ _ROLES: dict[type, frozenset[str]] = {
     p.PhraseSave: frozenset({"agent", "supervisor"}),
     p.PhraseDelete: frozenset({"agent", "supervisor"}),
     p.PhraseUsed: frozenset({"agent"}),
+    p.KbReload: frozenset({"supervisor"}),
+    p.BotMissesGet: frozenset({"supervisor"}),
 }
 
 
 _HANDLERS = {t: f"_on_{t.__name__.lower()}" for t in _ROLES}
+
+
+def _miss_key(question: str) -> str:
+    """Count the same question once however it is punctuated or spaced."""
+    return "".join(ch for ch in question.lower() if ch.isalnum())[:200] or question[:200]
 
 
 def _tag(frame: p.Frame) -> str:

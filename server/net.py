@@ -74,6 +74,9 @@ class HubServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(NotImplementedError, AttributeError):
+            # kill -HUP <hub>: reload the knowledge base now (the admin command)
+            loop.add_signal_handler(signal.SIGHUP, lambda: self.hub.spawn(self.hub.reload_kb("sighup")))
         await stop.wait()
         log.info("signal received: draining")
         await self.stop()
@@ -148,7 +151,8 @@ class HubServer:
 
 
 def build_hub(config: HubConfig, bot: BotStage | None = None) -> HubServer:
-    """The one factory for a hub: the CLI, the demo and the tests all use it."""
+    """The one factory for a hub: the CLI, the demo and the tests all use it.
+    With ``config.kb_path`` and no `bot`, the built-in knowledge-base bot answers first."""
     return HubServer(Hub(config, bot=bot))
 
 

@@ -179,6 +179,16 @@ class PhraseUsed(Frame, tag="phrase_used"):
     conv: Id | None = None
 
 
+class KbReload(Frame, tag="kb_reload"):
+    """A supervisor reloads the bot's knowledge base now."""
+
+
+class BotMissesGet(Frame, tag="bot_misses_get"):
+    """The questions the bot could not answer, most asked first."""
+
+    limit: Annotated[int, Meta(ge=1, le=500)] = 50
+
+
 ClientFrame = (
     Hello
     | Login
@@ -198,6 +208,8 @@ ClientFrame = (
     | PhraseSave
     | PhraseDelete
     | PhraseUsed
+    | KbReload
+    | BotMissesGet
 )
 
 
@@ -375,6 +387,12 @@ class PhraseChanged(Frame, tag="phrase_changed", omit_defaults=False):
     phrase: Phrase | None = None
 
 
+class BotMisses(Frame, tag="bot_misses", omit_defaults=False):
+    """Rows of [question as last asked, times asked, last asked (unix time)]."""
+
+    rows: list[tuple[str, int, float]]
+
+
 class AgentRow(Struct):
     id: str
     name: str
@@ -436,6 +454,7 @@ HubFrame = (
     | Board
     | Phrases
     | PhraseChanged
+    | BotMisses
 )
 
 _client_decoder = msgspec.json.Decoder(ClientFrame)

@@ -19,7 +19,7 @@ from .helpers import Client, customer, wait_until
 @asynccontextmanager
 async def hub_process(db: Path, *extra: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "desk.cli", "hub", "--port", "0", "--db", str(db), *extra,
+        sys.executable, "-m", "desk.cli", "hub", "--port", "0", "--db", str(db), *(extra or ("--no-bot",)),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip

@@ -127,6 +127,17 @@ MIGRATIONS: list[str] = [
     CREATE INDEX phrase_uses_ts ON phrase_uses(ts);
     INSERT INTO meta(k, v) VALUES ('phrases_rev', '0');
     """,
+    # 3: questions the bot could not answer, for the knowledge team
+    """
+    CREATE TABLE bot_misses(
+        question TEXT PRIMARY KEY,
+        sample TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        first_at REAL NOT NULL,
+        last_at REAL NOT NULL
+    );
+    CREATE INDEX bot_misses_count ON bot_misses(count);
+    """,
 ]
 
 

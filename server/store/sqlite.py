@@ -354,6 +354,24 @@ class SQLiteStore:
         rows = await self._all("SELECT v FROM meta WHERE k='phrases_rev'")
         return int(rows[0][0]) if rows else 0
 
+    # -- the bot's misses -----------------------------------------------------
+
+    def record_miss(self, question: str, sample: str, ts: float) -> asyncio.Future[None]:
+        return self._submit(
+            "INSERT INTO bot_misses(question, sample, count, first_at, last_at) VALUES (?,?,1,?,?)"
+            " ON CONFLICT(question) DO UPDATE SET count=count+1, last_at=excluded.last_at,"
+            " sample=excluded.sample",
+            (question, sample, ts, ts),
+        )
+
+    async def top_misses(self, limit: int = 50) -> list[tuple[str, int, float]]:
+        """(latest wording, times asked, last asked), most asked first."""
+        rows = await self._all(
+            "SELECT sample, count, last_at FROM bot_misses ORDER BY count DESC, last_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
     def barrier(self) -> asyncio.Future[None]:
         return self._submit(_NOOP, ())
 
