@@ -179,6 +179,9 @@ class Hub:
     async def _restore(self) -> None:
         """Rebuild queues and assignments from the database after a (re)start."""
         now = self.clock()
+        for user in await self.store.list_users():  # every agent is on the board from the start
+            if user.role == "agent" and not user.disabled:
+                await self._load_user(user.id)
         records = await self.store.open_conversations()
         ids = [r.id for r in records]
         seqs = await self.store.last_seqs(ids)
@@ -581,6 +584,25 @@ class Hub:
     async def _on_phraseused(self, session: Session, f: p.PhraseUsed) -> None:
         self.phrasebook.used(session, f.id, f.conv)
 
+    async def _on_reveal(self, session: Session, f: p.Reveal) -> None:
+        conv = self._agent_conv(session, f.conv, "reveal")
+        if conv is None:
+            return
+        fut = self.store.audit(session.principal, "reveal", target=conv.id, detail={"seq": f.seq})
+        _then(fut, lambda: session.send(p.Ok(ref="reveal", conv=conv.id)))
+
+    async def _on_directoryget(self, session: Session, f: p.DirectoryGet) -> None:
+        groups = set(self.router.groups()) | {self.config.default_group}
+        kb = getattr(self.bot, "kb", None)
+        if kb is not None:
+            groups |= {e.group for e in kb.entries}
+        agents = [
+            p.DirectoryAgent(id=a.id, name=self._name(a.id), status=a.status, connected=a.connected,
+                             load=len(a.chats), max_chats=a.max_chats, groups=sorted(a.groups))
+            for a in sorted(self.router.agents.values(), key=lambda a: a.id)
+        ]  # fmt: skip
+        session.send(p.Directory(groups=[self.board.queue_row(g) for g in sorted(groups)], agents=agents))
+
     # -- the bot's knowledge base -----------------------------------------
 
     async def _on_kbreload(self, session: Session, f: p.KbReload) -> None:
@@ -865,6 +887,7 @@ class Hub:
             ),
             last_seq=conv.committed_seq,
             resumed=resumed,
+            queue_wait_s=round(max(0.0, rec.assigned_at - rec.asked_at), 1) if rec.asked_at else 0.0,
         ))  # fmt: skip
         session.begin_sync(conv_id)  # hold live messages from now until the replay is out
         self.spawn(self._replay(session, conv_id, after, include_staff=True, known=conv.committed_seq))
@@ -1104,6 +1127,8 @@ _ROLES: dict[type, frozenset[str]] = {
     p.PhraseUsed: frozenset({"agent"}),
     p.KbReload: frozenset({"supervisor"}),
     p.BotMissesGet: frozenset({"supervisor"}),
+    p.Reveal: frozenset({"agent"}),
+    p.DirectoryGet: frozenset({"agent", "supervisor"}),
 }
 
 

@@ -179,6 +179,17 @@ class PhraseUsed(Frame, tag="phrase_used"):
     conv: Id | None = None
 
 
+class Reveal(Frame, tag="reveal"):
+    """An agent unmasks the ID/phone numbers of a chat on screen (audited)."""
+
+    conv: Id
+    seq: Annotated[int, Meta(ge=0)] = 0  # 0: the whole chat
+
+
+class DirectoryGet(Frame, tag="directory_get"):
+    """Who and where a chat can be transferred to."""
+
+
 class KbReload(Frame, tag="kb_reload"):
     """A supervisor reloads the bot's knowledge base now."""
 
@@ -210,6 +221,8 @@ ClientFrame = (
     | PhraseUsed
     | KbReload
     | BotMissesGet
+    | Reveal
+    | DirectoryGet
 )
 
 
@@ -319,6 +332,7 @@ class Assigned(Frame, tag="assigned"):
     handoff: HandoffInfo
     last_seq: int
     resumed: bool = False
+    queue_wait_s: float = 0.0  # how long the customer waited for a person
 
 
 class Unassigned(Frame, tag="unassigned"):
@@ -385,6 +399,23 @@ class PhraseChanged(Frame, tag="phrase_changed", omit_defaults=False):
     id: str
     deleted: bool = False
     phrase: Phrase | None = None
+
+
+class DirectoryAgent(Struct):
+    id: str
+    name: str
+    status: str
+    connected: bool
+    load: int
+    max_chats: int
+    groups: list[str]
+
+
+class Directory(Frame, tag="directory", omit_defaults=False):
+    """Skill groups (with how many wait and how many agents are online) and agents."""
+
+    groups: list[QueueRow]
+    agents: list[DirectoryAgent]
 
 
 class BotMisses(Frame, tag="bot_misses", omit_defaults=False):
@@ -455,6 +486,7 @@ HubFrame = (
     | Phrases
     | PhraseChanged
     | BotMisses
+    | Directory
 )
 
 _client_decoder = msgspec.json.Decoder(ClientFrame)

@@ -392,3 +392,18 @@ async def test_two_hundred_customers_ten_agents_each_chat_assigned_once(tmp_path
         assert len(all_assigned) == len(set(all_assigned)) == 80
     finally:
         await server.stop()
+
+
+async def test_reveal_is_audited_and_the_directory_lists_groups_and_agents(hub: HubServer) -> None:
+    a = await online_agent(hub, "a1", "李娜", groups=["general", "cards"])
+    c = await customer(hub.url)
+    await a.expect("synced")
+    await c.say("我的手机号13812345678")
+    await a.send(type="reveal", conv=c.conv)
+    await a.expect("ok", lambda f: f["ref"] == "reveal")
+    rows = await hub.hub.store.query("SELECT actor, target FROM audit WHERE action='reveal'")
+    assert [tuple(r) for r in rows] == [("a1", c.conv)]
+    await a.send(type="directory_get")
+    d = await a.expect("directory")
+    assert {"general", "cards"} <= {g["group"] for g in d["groups"]}
+    assert d["agents"][0]["id"] == "a1" and d["agents"][0]["load"] == 1
