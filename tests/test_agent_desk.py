@@ -1,0 +1,243 @@
+"""The agent desk driven by Pilot against a real hub, with real customer sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from desk.agent import AgentDesk, make_agent_desk
+from desk.agent.config import DeskConfig
+from desk.agent.screens import GuardDialog, PhrasePicker
+from desk.agent.widgets import Composer
+from phrasebook import team_library_path
+from server import admin
+from server.net import HubServer, build_hub
+
+from .conftest import hub_config
+from .helpers import Client, customer
+
+SIZE = (120, 40)
+
+
+def desk_for(hub: HubServer, tmp_path: Path, user: str = "a1", password: str = "pw") -> AgentDesk:
+    cfg = DeskConfig(path=tmp_path / "desk.toml", lang="zh", bell=False)
+    return make_agent_desk(hub.url, user=user, password=password, lang="zh", config=cfg)
+
+
+async def until(pilot, pred: Callable[[], bool], what: str = "", timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    loops = int(timeout / 0.02)
+    for _ in range(loops):
+        if pred():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out: {what}")
+
+
+async def ready(hub: HubServer, user: str = "a1") -> None:
+    if user not in hub.hub.users:
+        await hub.hub.add_user(user, "李娜", "pw", groups=["general"])
+
+
+async def online(pilot, app: AgentDesk) -> None:  # type: ignore[no-untyped-def]
+    await until(pilot, lambda: app.conn == "online", "connected")
+    await pilot.press("ctrl+t")
+    await until(pilot, lambda: app.status == "online", "online")
+
+
+async def five_customers(hub: HubServer) -> list[Client]:
+    return [await customer(hub.url, name) for name in ("王先生", "李女士", "张阿姨", "赵大爷", "钱小姐")]
+
+
+async def test_a_reply_typed_in_slot_3_reaches_slot_3_and_nobody_else(hub: HubServer, tmp_path: Path) -> None:
+    await ready(hub)
+    app = desk_for(hub, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await online(pilot, app)
+        cs = await five_customers(hub)
+        await until(pilot, lambda: len(app.model.open_chats()) == 5 and all(c.synced for c in app.model.open_chats()),
+                    "five chats")  # fmt: skip
+        target = next(c for c in cs if app.model.by_conv[c.conv].slot == 3)
+        await pilot.press("f3")
+        assert app.query_one(Composer).owner == target.conv
+        await pilot.press(*"您好已为您查询")
+        await pilot.press("enter")
+        got = await target.expect("msg", lambda f: f["sender"] == "agent")
+        assert got["text"] == "您好已为您查询"
+        for other in cs:
+            if other is not target:
+                assert not [f for f in other.of("msg") if f["sender"] == "agent"], other.conv
+        # The hub agrees: exactly one agent line, in slot 3's conversation.
+        rows = await hub.hub.store.query("SELECT conv_id FROM messages WHERE sender='agent'")
+        assert [r[0] for r in rows] == [target.conv]
+
+
+async def test_drafts_stay_with_their_slot_when_switching(hub: HubServer, tmp_path: Path) -> None:
+    await ready(hub)
+    app = desk_for(hub, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await online(pilot, app)
+        a, b = await customer(hub.url, "王先生"), await customer(hub.url, "李女士")
+        await until(pilot, lambda: len(app.model.open_chats()) == 2, "two chats")
+        await pilot.press("f1")
+        await pilot.press(*"给一号的草稿")
+        await pilot.press("f2")
+        assert app.query_one(Composer).text == ""
+        await pilot.press(*"给二号")
+        await pilot.press("f1")
+        assert app.query_one(Composer).text == "给一号的草稿"
+        assert app.model.slots[2].draft == "给二号"  # type: ignore[union-attr]
+        await pilot.press("enter")
+        first = app.model.slots[1].conv  # type: ignore[union-attr]
+        target, other = (a, b) if a.conv == first else (b, a)
+        await target.expect("msg", lambda f: f["text"] == "给一号的草稿")
+        assert not [f for f in other.of("msg") if f["sender"] == "agent"]
+
+
+async def test_a_sixth_customer_waits_until_a_chat_is_closed_from_the_desk(hub: HubServer, tmp_path: Path) -> None:
+    await ready(hub)
+    app = desk_for(hub, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await online(pilot, app)
+        await five_customers(hub)
+        sixth = await customer(hub.url, "孙先生")
+        await until(pilot, lambda: len(app.model.open_chats()) == 5, "five chats")
+        await sixth.expect("queue")
+        assert sixth.conv not in app.model.by_conv
+        await pilot.press("f2")
+        closing = app.model.slots[2].conv  # type: ignore[union-attr]
+        await pilot.press("f9")
+        await pilot.pause()
+        await pilot.press("enter", *"已解决", "enter")
+        await until(pilot, lambda: sixth.conv in app.model.by_conv, "sixth assigned")
+        assert app.model.by_conv[sixth.conv].slot == 2  # the freed slot
+        assert closing not in app.model.by_conv
+        rows = await hub.hub.store.query("SELECT wrapup_code, wrapup_note FROM conversations WHERE id=?", (closing,))
+        assert tuple(rows[0]) == ("resolved", "已解决")
+
+
+async def test_the_wrong_chat_guard_stops_another_customers_name(hub: HubServer, tmp_path: Path) -> None:
+    await ready(hub)
+    app = desk_for(hub, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await online(pilot, app)
+        a, b = await customer(hub.url, "王先生"), await customer(hub.url, "李女士")
+        await until(pilot, lambda: len(app.model.open_chats()) == 2, "two chats")
+        await b.say("我的卡尾号是6688")
+        await until(pilot, lambda: any("6688" in ln.text for c in app.model.open_chats() for ln in c.lines), "msg")
+        slot_of_a = app.model.by_conv[a.conv].slot
+        await pilot.press(f"f{slot_of_a}")
+        await pilot.press(*"李女士您好")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, GuardDialog), "guard")
+        assert any(r.startswith("name:") for r in app.screen.reasons)  # type: ignore[attr-defined]
+        await pilot.press("enter")  # the default button is "back to editing"
+        await until(pilot, lambda: not isinstance(app.screen, GuardDialog), "guard closed")
+        assert not [f for f in a.of("msg") if f["sender"] == "agent"]
+        assert app.query_one(Composer).text == "李女士您好"  # nothing lost
+        await pilot.press("ctrl+u")  # TextArea: delete to line start
+        await pilot.press(*"卡尾号6688已冻结", "enter")
+        await until(pilot, lambda: isinstance(app.screen, GuardDialog), "guard on number")
+        assert any(r.startswith("number:") and r.endswith("6688") for r in app.screen.reasons)  # type: ignore[attr-defined]
+        await pilot.click("#g-send")
+        await a.expect("msg", lambda f: f["text"] == "卡尾号6688已冻结")
+
+
+async def test_shortcodes_and_the_picker_insert_phrases_with_slots_filled(tmp_path: Path) -> None:
+    cfg = hub_config(tmp_path)
+    await admin.import_phrases(cfg.db_path, team_library_path())
+    server = await build_hub(cfg).start()
+    try:
+        await ready(server)
+        app = desk_for(server, tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await online(pilot, app)
+            c = await customer(server.url, "王先生")
+            await until(pilot, lambda: len(app.model.open_chats()) == 1 and len(app.index) > 100, "chat+phrases")
+            await pilot.press(*"/hi", "tab")
+            text = app.query_one(Composer).text
+            assert text.startswith("王先生您好") and "李娜" in text
+            await pilot.press("enter")
+            await c.expect("msg", lambda f: f["text"] == text)
+            # The picker finds by pinyin (naixin dengdai -> 耐心等待); the phrase has a
+            # fill-in slot, which is selected, blocks sending, and is replaced by typing.
+            await pilot.press("f7")
+            await until(pilot, lambda: isinstance(app.screen, PhrasePicker), "picker")
+            await pilot.press(*"naixin")
+            await until(pilot, lambda: app.screen.current() is not None, "a hit")  # type: ignore[attr-defined]
+            phrase = app.screen.current().phrase  # type: ignore[attr-defined]
+            assert "[[" in phrase.text, phrase.title
+            await pilot.press("enter")
+            await until(pilot, lambda: not isinstance(app.screen, PhrasePicker), "inserted")
+            draft = app.query_one(Composer).text
+            assert "[[" in draft and "{" not in draft
+            sent = app.sent_count
+            await pilot.press("enter")  # refused: the slot is not filled
+            await pilot.pause()
+            assert app.sent_count == sent and app.query_one(Composer).text == draft
+            await pilot.press(*"5分钟")  # typing replaces the selected slot
+            assert "[[" not in app.query_one(Composer).text and "5分钟" in app.query_one(Composer).text
+            await pilot.press("enter")
+            await until(pilot, lambda: app.sent_count == sent + 1, "sent")
+            await c.expect("msg", lambda f: "5分钟" in f["text"])
+            await server.hub.store.barrier()
+            uses = await server.hub.store.query("SELECT COUNT(*) FROM phrase_uses WHERE agent_id='a1'")
+            assert uses[0][0] >= 2
+    finally:
+        await server.stop()
+
+
+async def test_transfer_then_close_and_the_customer_rates(hub: HubServer, tmp_path: Path) -> None:
+    await ready(hub)
+    await hub.hub.add_user("b1", "赵敏", "pw", groups=["credit_card"])
+    from .helpers import agent as agent_socket
+
+    b = await agent_socket(hub.url, "b1")
+    await b.send(type="set_status", status="online")
+    app = desk_for(hub, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await online(pilot, app)
+        c = await customer(hub.url, "王先生")
+        await until(pilot, lambda: len(app.model.open_chats()) == 1, "chat")
+        await pilot.press("f8")
+        from desk.agent.screens import TransferDialog
+
+        await until(pilot, lambda: isinstance(app.screen, TransferDialog), "transfer dialog")
+        targets = app.screen.targets  # type: ignore[attr-defined]
+        app.screen.query_one("#tr-targets").highlighted = targets.index(("credit_card", None))  # type: ignore[attr-defined]
+        app.screen.query_one("#tr-note").value = "客户要办分期"  # type: ignore[attr-defined]
+        await pilot.click("#tr-go")
+        card = await b.expect("assigned")
+        assert card["handoff"]["transfer_note"] == "客户要办分期"
+        await until(pilot, lambda: not app.model.open_chats(), "slot freed")
+        await b.send(type="close", conv=c.conv, wrapup="resolved")
+        await c.expect("rating_request")
+        await c.send(type="rate", conv=c.conv, score="satisfied")
+        await c.expect("ok")
+
+
+async def test_the_desk_resumes_after_the_hub_restarts_with_nothing_missing(tmp_path: Path) -> None:
+    cfg = hub_config(tmp_path, port=0)
+    server = await build_hub(cfg).start()
+    await ready(server)
+    app = desk_for(server, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await online(pilot, app)
+        c = await customer(server.url, "王先生")
+        await until(pilot, lambda: len(app.model.open_chats()) == 1, "chat")
+        await c.say("第一句")
+        port = server.port
+        await server.stop()
+        await until(pilot, lambda: app.conn != "online", "link lost")
+        cfg.port = port  # same address: the desk reconnects by itself
+        server = await build_hub(cfg).start()
+        back = await Client.connect(server.url)
+        await back.send(type="hello", name="王先生", resume_token=c.token, last_seq=0)
+        await back.expect("synced")
+        await back.send(type="send", conv=c.conv, msg_id="after", text="重启后第二句")
+        await until(pilot, lambda: app.conn == "online", "reconnected", timeout=10)
+        chat = app.model.by_conv[c.conv]
+        await until(pilot, lambda: any(ln.text == "重启后第二句" for ln in chat.lines), "new line", timeout=10)
+        texts = [ln.text for ln in chat.lines if ln.sender == "customer"]
+        assert texts == ["第一句", "重启后第二句"]  # each once, in order
+        assert chat.slot == 1 and chat.synced
+    await server.stop()
