@@ -24,13 +24,13 @@ from server.config import HubConfig
 
 DEFAULT_DB = Path(os.environ.get("DESK_DB", "desk.db"))
 DEFAULT_KB = DEFAULT_KB_PATH
-DEMO_DIR = Path(".demo")
-DEMO_AGENTS = [
-    ("a1", "李娜", ["general", "cards", "payments", "digital"]),
-    ("a2", "王强", ["general", "credit_card", "accounts", "security"]),
-    ("a3", "陈静", ["general", "wealth", "loans", "complaints"]),
-]
-DEMO_PASSWORD = "demo1234"
+# Commands whose options their own module defines (they import Textual or
+# the simulator only when used).
+DELEGATED = {
+    "agent": ("desk.agent.__main__", "the agent desk"),
+    "customer": ("desk.customer.app", "the demo customer client"),
+    "simulate": ("desk.sim.runner", "simulated customers (steady, surge, load)"),
+}
 
 
 def _groups(text: str | None) -> list[str] | None:
@@ -67,25 +67,6 @@ async def _run_hub(config: HubConfig) -> None:
     server = await build_hub(config).start()
     print(f"hub listening on {server.url}  (db {config.db_path}; GET /healthz, /metrics)", flush=True)
     await server.serve_until_signalled()
-
-
-async def _demo(args: argparse.Namespace) -> None:
-    db = DEMO_DIR / "desk.db"
-    known = {u.id for u in await admin.list_users(db)}
-    for agent_id, name, groups in DEMO_AGENTS:
-        if agent_id not in known:
-            await admin.add_user(db, agent_id, name, DEMO_PASSWORD, groups=groups)
-    if "sup" not in known:
-        await admin.add_user(db, "sup", "值班主管", DEMO_PASSWORD, role="supervisor")
-    config = HubConfig(db_path=db, host="127.0.0.1", port=args.port, kb_path=DEFAULT_KB)
-    print(
-        f"Demo hub with demo accounts (password {DEMO_PASSWORD}): agents a1 a2 a3, supervisor sup.\n"
-        f"Protocol: docs/PROTOCOL.md. Customers connect to ws://127.0.0.1:{args.port}/ and send\n"
-        '  {"type":"hello","name":"张阿姨","flags":["elderly"]}\n'
-        "Ctrl+C stops the hub (pending writes are drained first).",
-        flush=True,
-    )
-    await _run_hub(config)
 
 
 def _print_users(users: list) -> None:  # type: ignore[type-arg]
@@ -178,8 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("--origin", action="append", default=[],
                      help="allow browser clients from this Origin (repeatable)")
 
-    demo = sub.add_parser("demo", help="run a demo hub with demo accounts")
+    demo = sub.add_parser("demo", help="hub + simulated customers + the agent desk (make demo)")
     demo.add_argument("--port", type=int, default=8765)
+    demo.add_argument("--rate", type=float, default=3.0, help="new customers per minute")
+    demo.add_argument("--lang", choices=["zh", "en"], help="UI language")
+    demo.add_argument("--no-sim", action="store_true", help="no simulated customers")
+    for name, (_, help_) in DELEGATED.items():
+        sub.add_parser(name, help=f"{help_} (desk {name} --help)", add_help=False)
 
     user = sub.add_parser("user", help="manage agents and supervisors")
     user.add_argument("--db", default=str(DEFAULT_DB))
@@ -232,7 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _delegate(name: str, argv: list[str]) -> int:
+    import importlib
+
+    module = importlib.import_module(DELEGATED[name][0])
+    parser = argparse.ArgumentParser(prog=f"desk {name}", description=DELEGATED[name][1])
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(argv)) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in DELEGATED:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return _delegate(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -242,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "hub":
             asyncio.run(_run_hub(_hub_config(args)))
         elif args.cmd == "demo":
-            DEMO_DIR.mkdir(exist_ok=True)
-            asyncio.run(_demo(args))
+            from desk import demo
+
+            print(demo.banner(args.port), flush=True)
+            return demo.run(port=args.port, rate=args.rate, lang=args.lang, simulate=not args.no_sim)
         elif args.cmd == "user":
             db = Path(args.db)
             if args.action == "add":

@@ -142,8 +142,11 @@ class AgentDesk(App[None]):
         config: DeskConfig | None = None,
         lang: str | None = None,
         clock: Any = time.time,
+        connect: bool = True,
     ) -> None:
         super().__init__()
+        # connect=False: no hub link; frames are fed with feed() (snapshots, benchmarks).
+        self.connect = connect
         self.config = config or DeskConfig(path=Path("/nonexistent/desk.toml"))
         self.url = url
         self.user = user or self.config.user
@@ -185,6 +188,8 @@ class AgentDesk(App[None]):
             self.set_keymap(self.config.keys)
         self.set_interval(1.0, self.tick)
         self.show_current()
+        if not self.connect:
+            return
         if self.user and (self.password or self.config.saved_token(self.user)):
             self.start_link()
         else:
@@ -219,7 +224,10 @@ class AgentDesk(App[None]):
         self.refresh_bars()
 
     async def on_hub_frame(self, message: HubFrame) -> None:
-        f = message.frame
+        await self.feed(message.frame)
+
+    async def feed(self, f: Any) -> None:
+        """Handle one decoded hub frame (the link's worker delivers them here)."""
         handler = getattr(self, f"frame_{type(f).__name__.lower()}", None)
         if handler is not None:
             result = handler(f)
@@ -564,7 +572,17 @@ class AgentDesk(App[None]):
             elif result.action == "delete" and result.phrase is not None:
                 self.run_worker(self.send(p.PhraseDelete(id=result.phrase.id)))
 
-        self.push_screen(PhrasePicker(self.tr, self.index, self.usage, lang, self.model.agent_id), done)
+        suggested = self.suggestions(chat, lang) if chat else []
+        self.push_screen(PhrasePicker(self.tr, self.index, self.usage, lang, self.model.agent_id,
+                                      suggested=suggested), done)  # fmt: skip
+
+    def suggestions(self, chat: Chat, lang: str) -> list[Any]:
+        """Phrases for the chat's detected topics, latest topic first."""
+        out: list[Any] = []
+        for topic in reversed(chat.handoff.intents):
+            found = self.index.for_topic(topic, lang) or self.index.for_topic(topic)
+            out += [ph for ph in found if ph not in out]
+        return out
 
     def edit_phrase(self, phrase: Any, text: str) -> None:
         chat = self.model.current
@@ -698,10 +716,10 @@ class AgentDesk(App[None]):
 
 
 def make_agent_desk(url: str, user: str = "", password: str = "", lang: str | None = None,
-                    config: DeskConfig | None = None) -> AgentDesk:  # fmt: skip
+                    config: DeskConfig | None = None, **kw: Any) -> AgentDesk:  # fmt: skip
     """The one factory for the desk: the CLI, the demo and the tests use it.
     The footer speaks the UI language, so the bindings are made for it."""
     config = config or DeskConfig.load()
     tr = Tr(TEXT, detect_lang(lang or config.lang))
     cls = type(f"AgentDesk_{tr.lang}", (AgentDesk,), {"BINDINGS": _bindings(tr)})
-    return cls(url, user=user, password=password, lang=tr.lang, config=config)
+    return cls(url, user=user, password=password, lang=tr.lang, config=config, **kw)

@@ -83,10 +83,14 @@ class PhrasePicker(ModalScreen[PickerResult | None]):
         Binding("f4", "delete", show=False, priority=True),
     ]
 
-    def __init__(self, tr: Tr, index: PhraseIndex, usage: UsageStats, lang: str, me: str, query: str = "") -> None:
+    def __init__(self, tr: Tr, index: PhraseIndex, usage: UsageStats, lang: str, me: str, query: str = "",
+                 suggested: list[Phrase] | None = None) -> None:  # fmt: skip
         super().__init__()
         self.tr, self.index, self.usage, self.lang, self.me = tr, index, usage, lang, me
         self.query_text = query
+        # Phrases for the topics the bot detected in this chat: with an empty
+        # query they come first, so the answer is F7, Enter.
+        self.suggested = suggested or []
         self.hits: list[Hit] = []
 
     def compose(self) -> ComposeResult:
@@ -109,6 +113,10 @@ class PhrasePicker(ModalScreen[PickerResult | None]):
 
     def search(self, query: str) -> None:
         self.hits = self.index.search(query, limit=30, usage=self.usage, lang=self.lang)
+        if not query.strip() and self.suggested:
+            first = [Hit(ph, 1000.0, "topic", "suggested") for ph in self.suggested]
+            seen = {ph.id for ph in self.suggested}
+            self.hits = first + [h for h in self.hits if h.phrase.id not in seen]
         options = self.query_one("#pick-list", OptionList)
         options.clear_options()
         for hit in self.hits:
@@ -118,6 +126,8 @@ class PhrasePicker(ModalScreen[PickerResult | None]):
             label.append(ph.title)
             if ph.scope == "personal":
                 label.append(" ★", style="yellow")
+            if hit.how == "suggested":
+                label.append(" ◆", style="bold green")
             options.add_option(Option(label))
         if self.hits:
             options.highlighted = 0

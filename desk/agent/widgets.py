@@ -269,7 +269,7 @@ class Watermark(Static):
 
     def show(self, agent: str, name: str, session: str, status: str, load: int, cap: int,
              conn: str, tr: Tr, bell: bool) -> None:  # fmt: skip
-        now = datetime.now().strftime("%H:%M:%S")
+        now = datetime.fromtimestamp(self.app.clock()).strftime("%H:%M:%S")  # type: ignore[attr-defined]
         dot = {"online": "●", "connecting": "◌", "offline": "◌", "closed": "✕"}.get(conn, "?")
         conn_style = {"online": "green", "closed": "red"}.get(conn, "yellow")
         text = Text()
