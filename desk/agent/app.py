@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import ContentSwitcher, Footer, Label, Static
+from textual.widgets import Footer, Label, Static
 
 from desk.client import HubClient
 from desk.i18n import Tr, detect_lang
@@ -168,14 +168,14 @@ class AgentDesk(App[None]):
         self._last_typing: dict[str, float] = {}
         self._used: dict[str, set[str]] = {}  # conv -> phrase ids in the draft
         self.sent_count = 0
+        self._bars_queued = False
 
     # -- layout -------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield Watermark(id="watermark")
         yield SlotStrip(id="slots")
-        with ContentSwitcher(id="transcripts"):
-            yield Static(self.tr("composer.none"), id="no-chat")
+        yield Transcript(self.tr, id="transcript")
         with Vertical(id="composer-box"):
             yield Label(self.tr("composer.none"), id="composer-to")
             yield Static("", id="outbox")
@@ -248,20 +248,17 @@ class AgentDesk(App[None]):
 
     def frame_statusevent(self, f: p.StatusEvent) -> None:
         self.status, self.load_cap = f.status, (f.load, f.max_chats)
-        self.refresh_bars()
+        self.queue_bars()
 
     def frame_assigned(self, f: p.Assigned) -> None:
         chat, new = self.model.assign(f, self.clock())
-        switcher = self.query_one("#transcripts", ContentSwitcher)
         if new:
-            transcript = Transcript(chat, self.tr, id=f"t-{chat.conv}")
-            transcript.display = False  # the switcher shows only the active chat
-            switcher.mount(transcript)
+            self.query_one(Transcript).open(chat)
             chat.queue_wait_s = f.queue_wait_s
             self.alert(self.tr("notify.new", slot=chat.slot, name=chat.name), bell=True)
         if self.model.active == chat.slot:
             self.show_current()
-        self.refresh_bars()
+        self.queue_bars()
 
     def frame_msg(self, f: p.Msg) -> None:
         chat = self.model.on_msg(f, self.clock())
@@ -271,7 +268,7 @@ class AgentDesk(App[None]):
         if f.sender == "customer" and chat.synced and self.model.active != chat.slot:
             preview = f.text if len(f.text) <= 30 else f.text[:30] + "…"
             self.alert(self.tr("notify.msg", slot=chat.slot, name=chat.name, text=preview), bell=True)
-        self.refresh_bars()
+        self.queue_bars()
 
     def frame_ack(self, f: p.Ack) -> None:
         chat = self.model.on_ack(f)
@@ -283,7 +280,7 @@ class AgentDesk(App[None]):
         chat = self.model.by_conv.get(f.conv)
         if chat is not None:
             chat.synced = True
-            self.refresh_bars()
+            self.queue_bars()
 
     def frame_resync(self, f: p.Resync) -> None:
         chat = self.model.by_conv.get(f.conv)
@@ -291,15 +288,14 @@ class AgentDesk(App[None]):
             chat.lines.clear()
             chat.seqs.clear()
             chat.synced = False
-            self.transcript(chat).rebuild()
+            self.query_one(Transcript).rebuild(chat)
 
     def frame_unassigned(self, f: p.Unassigned) -> None:
         was_active = self.model.current
         chat = self.model.release(f.conv)
         if chat is None:
             return
-        self.query_one("#transcripts", ContentSwitcher).current = "no-chat"
-        self.transcript(chat).remove()
+        self.query_one(Transcript).close(chat.conv)
         if f.reason == "agent_closed" and f.conv in self.pending_wrapups:
             pass  # the agent closed it without a code: it stays on the wrap-up list
         if f.reason not in ("agent_closed", "transferred"):
@@ -312,7 +308,7 @@ class AgentDesk(App[None]):
         chat = self.model.by_conv.get(f.conv)
         if chat is not None and f.who == "customer":
             chat.customer_typing = f.on
-            self.refresh_bars()
+            self.queue_bars()
 
     def frame_phrases(self, f: p.Phrases) -> None:
         me = self.model.agent_id
@@ -344,7 +340,7 @@ class AgentDesk(App[None]):
             chat = self.model.by_conv.get(f.conv)
             if chat is not None:
                 chat.revealed = True
-                self.transcript(chat).rebuild()
+                self.query_one(Transcript).rebuild(chat)
                 self.notify(self.tr("notify.revealed", name=chat.name))
 
     def client_stop(self) -> None:
@@ -354,33 +350,27 @@ class AgentDesk(App[None]):
 
     # -- rendering -------------------------------------------------------------------
 
-    def transcript(self, chat: Chat) -> Transcript:
-        return self.query_one(f"#t-{chat.conv}", Transcript)
-
     def render_line(self, chat: Chat, seq: int) -> None:
-        transcript = self.transcript(chat)
-        line = next((ln for ln in reversed(chat.lines) if ln.seq == seq), None)
-        if line is None:
-            return
-        durable = [ln for ln in chat.lines if not ln.pending]
-        if durable and durable[-1] is line:
-            transcript.add_line(line)
-        else:  # it landed before lines already shown: draw the chat again in order
-            transcript.rebuild()
+        transcript = self.query_one(Transcript)
+        last = next((ln for ln in reversed(chat.lines) if not ln.pending), None)
+        if last is not None and last.seq == seq:
+            transcript.add_line(chat, last)
+        elif any(ln.seq == seq for ln in chat.lines):
+            transcript.rebuild(chat)  # it landed before lines already shown: draw again in order
 
     def show_current(self) -> None:
         """Point the transcript, composer and label at the active slot."""
         chat = self.model.current
         composer = self.query_one(Composer)
         label = self.query_one("#composer-to", Label)
-        switcher = self.query_one("#transcripts", ContentSwitcher)
+        transcript = self.query_one(Transcript)
         if chat is None:
-            switcher.current = "no-chat"
+            transcript.show(None)
             composer.load("", "")
             label.update(self.tr("composer.none"))
             label.set_classes("")
         else:
-            switcher.current = f"t-{chat.conv}"
+            transcript.show(chat.conv)
             composer.load(chat.conv, chat.draft)
             label.update(self.tr("composer.to", slot=chat.slot, name=chat.name))
             label.set_classes(f"slot-color-{chat.slot}")
@@ -394,6 +384,17 @@ class AgentDesk(App[None]):
         box = self.query_one("#outbox", Static)
         box.display = bool(pending)
         box.update("\n".join(f"⌛ {self.tr('pending')} {ln.text[:60]}" for ln in pending))
+
+    def queue_bars(self) -> None:
+        """Refresh the strip and watermark soon, once for a burst of frames
+        (a replay of thousands of messages must not redraw them thousands of times)."""
+        if not self._bars_queued:
+            self._bars_queued = True
+            self.set_timer(0.05, self._flush_bars)
+
+    def _flush_bars(self) -> None:
+        self._bars_queued = False
+        self.refresh_bars()
 
     def refresh_bars(self) -> None:
         now = self.clock()

@@ -5,18 +5,21 @@ the app owns the model and the hub connection."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from rich.console import Group, RenderableType
-from rich.panel import Panel
-from rich.rule import Rule
-from rich.table import Table
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.geometry import Size
 from textual.message import Message
-from textual.widgets import RichLog, Static, TextArea
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Static, TextArea
 
 from desk.cjkwrap import wrap
 from desk.i18n import Tr
@@ -50,6 +53,14 @@ class SlotTab(Static):
     def __init__(self, slot: int) -> None:
         super().__init__(id=f"slot-{slot}", classes="slot empty")
         self.slot = slot
+        self._shown: object = None
+
+    def update(self, content: object = "", **kw: object) -> None:  # type: ignore[override]
+        # Redraw only what changed: an unchanged tab costs no layout pass.
+        key = (content.markup if isinstance(content, Text) else content, tuple(sorted(self.classes)))
+        if key != self._shown:
+            self._shown = key
+            super().update(content, **kw)  # type: ignore[arg-type]
 
     def show(self, chat: Chat | None, active: bool, now: float, tr: Tr) -> None:
         self.set_class(active, "active")
@@ -95,102 +106,219 @@ class SlotStrip(Horizontal):
             self.query_one(f"#slot-{n}", SlotTab).show(slots[n], active == n, now, tr)
 
 
-class Transcript(RichLog):
-    """One chat's transcript. Keeps its lines so it can re-wrap on resize and
-    re-render when numbers are revealed; the handoff card stays on top."""
+Row = list[tuple[str, Style]]
 
-    def __init__(self, chat: Chat, tr: Tr, **kw: object) -> None:
-        super().__init__(wrap=True, markup=False, highlight=False, min_width=10, auto_scroll=True, **kw)  # type: ignore[arg-type]
-        self.chat = chat
+_STYLE = {
+    "bold": Style(bold=True),
+    "dim": Style(dim=True),
+    "bot": Style(color="cyan", dim=True),
+    "bot_text": Style(dim=True),
+    "system": Style(dim=True, italic=True),
+    "note": Style(color="yellow", bold=True),
+    "note_text": Style(color="yellow"),
+    "customer": Style(color="green", bold=True),
+    "mine": Style(color="blue", bold=True),
+    "mine_text": Style(color="bright_blue"),
+    "agent": Style(color="blue", bold=True),
+    "pending": Style(color="yellow", italic=True),
+    "plain": Style(),
+    "rule_bot": Style(color="cyan", dim=True),
+    "rule_human": Style(color="blue", bold=True),
+    "card_urgent": Style(color="red", bold=True),
+    "card_priority": Style(color="magenta", bold=True),
+    "card_normal": Style(color="blue", bold=True),
+    "card_note": Style(color="yellow", bold=True),
+}
+
+
+@dataclass
+class ChatView:
+    """One chat's rows, wrapped for `width`; kept while other chats are shown."""
+
+    chat: Chat
+    rows: list[Row] = field(default_factory=list)
+    width: int = 0
+    scroll_y: float | None = None  # None: follow the newest line
+    bot_started: bool = False
+    human_started: bool = False
+
+
+class Transcript(ScrollView, can_focus=False):
+    """The transcript of the active chat, drawn line by line (Textual's line API).
+
+    Every open chat keeps its rows (messages wrapped by cells for the current
+    width); only the rows on screen become strips. Switching chats swaps the
+    rows of one widget, so it costs a screenful of drawing however long the
+    histories are, and nothing mounts a widget per message. The handoff card
+    stays on top, and the bot part is set apart from the human part."""
+
+    DEFAULT_CSS = "Transcript { height: 1fr; scrollbar-gutter: stable; scrollbar-size-vertical: 1; }"
+
+    def __init__(self, tr: Tr, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
         self.tr = tr
+        self.views: dict[str, ChatView] = {}
+        self.view: ChatView | None = None
         self._width = 0
-        self._human_started = False
-        self._bot_started = False
+
+    # -- which chat -------------------------------------------------------------------
+
+    def open(self, chat: Chat) -> None:
+        self.views.setdefault(chat.conv, ChatView(chat))
+
+    def close(self, conv: str) -> None:
+        view = self.views.pop(conv, None)
+        if view is not None and view is self.view:
+            self.show(None)
+
+    def show(self, conv: str | None) -> None:
+        if self.view is not None:  # remember where the agent was reading
+            at_end = self.scroll_offset.y >= self.max_scroll_y - 1
+            self.view.scroll_y = None if at_end else self.scroll_offset.y
+        self.view = self.views.get(conv or "")
+        if self.view is not None and self._width and self.view.width != self._width:
+            self._wrap(self.view)
+        self._resize()
+        if self.view is not None and self.view.scroll_y is not None:
+            self.scroll_to(y=self.view.scroll_y, animate=False, immediate=True)
+        else:
+            self.scroll_end(animate=False, immediate=True)
+        self.refresh()
 
     def on_resize(self, event: events.Resize) -> None:
-        # Lines are wrapped for a width: draw again when it becomes known or changes.
-        if event.size.width and event.size.width != self._width:
-            self._width = event.size.width
-            self.rebuild()
+        # The scrollbar's gutter is always reserved (CSS), so a scrollbar
+        # appearing does not change the width and re-wrap everything.
+        width = event.size.width - 1
+        if width > 0 and width != self._width:
+            self._width = width
+            if self.view is not None:
+                self._wrap(self.view)
+                self._resize()
+                self.scroll_end(animate=False, immediate=True)
 
     @property
     def text_width(self) -> int:
-        return max(10, self._width - 4)  # indent and scrollbar
+        return max(10, self._width - 3)
 
-    def rebuild(self) -> None:
-        """Render everything again (reveal, resync, a new width)."""
-        if not self._width:
-            return  # not shown yet: drawn on the first resize
-        self.clear()
-        self._human_started = self._bot_started = False
-        self.write(self.card(), expand=True)
-        for line in self.chat.lines:
-            self.add_line(line)
+    def _resize(self) -> None:
+        rows = len(self.view.rows) if self.view is not None else 1
+        self.virtual_size = Size(max(1, self._width), rows)
 
-    def card(self) -> RenderableType:
-        tr, h, c = self.tr, self.chat.handoff, self.chat.customer
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(style="bold")
-        grid.add_column()
-        reason = tr(f"reason.{h.reason}") if h.reason else "—"
-        grid.add_row(tr("card.reason"), reason)
-        grid.add_row(tr("card.group"), f"{h.group} · {h.priority}")
+    # -- content ---------------------------------------------------------------------
+
+    def rebuild(self, chat: Chat) -> None:
+        """Wrap one chat again (reveal, resync)."""
+        view = self.views.get(chat.conv)
+        if view is not None:
+            view.width = 0
+            if view is self.view and self._width:
+                self._wrap(view)
+                self._resize()
+                self.refresh()
+
+    def add_line(self, chat: Chat, line: Line) -> None:
+        view = self.views.get(chat.conv)
+        if view is None or not view.width or view.width != self._width:
+            return  # wrapped in full when it is next shown
+        view.rows += self.line_rows(view, line)
+        if view is self.view:
+            at_end = self.scroll_offset.y >= self.max_scroll_y - 1
+            self._resize()
+            if at_end:
+                self.scroll_end(animate=False, immediate=True)
+            self.refresh()
+
+    def _wrap(self, view: ChatView) -> None:
+        view.bot_started = view.human_started = False
+        rows = self.card_rows(view.chat)
+        for line in view.chat.lines:
+            rows += self.line_rows(view, line)
+        view.rows, view.width = rows, self._width
+
+    def render_line(self, y: int) -> Strip:
+        index = self.scroll_offset.y + y
+        width = self.scrollable_content_region.width
+        if self.view is None:
+            text = self.tr("composer.none") if y == 0 else ""
+            return Strip([Segment(text, _STYLE["dim"])]).crop_extend(0, width, None).apply_style(self.rich_style)
+        rows = self.view.rows
+        if index >= len(rows):
+            return Strip.blank(width, self.rich_style)
+        strip = Strip([Segment(text, style) for text, style in rows[index]])
+        return strip.crop_extend(0, width, None).apply_style(self.rich_style)
+
+    # -- rows -----------------------------------------------------------------------
+
+    def _wrapped(self, text: str, style: Style, indent: str = "  ") -> list[Row]:
+        return [[(indent + part, style)] for part in wrap(text, self.text_width - len(indent))]
+
+    def _rule(self, label: str, style: Style) -> Row:
+        label = f" {label} "
+        side = max(2, (self.text_width - cell_len(label)) // 2)
+        return [("─" * side + label + "─" * side, style)]
+
+    def card_rows(self, chat: Chat) -> list[Row]:
+        tr, h, c = self.tr, chat.handoff, chat.customer
+        kind = "urgent" if h.priority == "urgent" else ("priority" if c.flags else "normal")
+        bar = _STYLE[f"card_{kind}"]
+        flags = " ".join(tr(f"flag.{f}") for f in chat.flags) or "—"
+        fields = [
+            (tr("card.reason"), tr(f"reason.{h.reason}") if h.reason else "—", _STYLE["plain"]),
+            (tr("card.group"), f"{h.group or '—'} · {h.priority}", _STYLE["plain"]),
+            (tr("card.flags"), f"{c.name} {flags} · {c.channel} · {c.lang}", _STYLE["plain"]),
+        ]
         if h.intents:
-            grid.add_row(tr("card.intents"), ", ".join(h.intents))
-        grid.add_row(tr("card.misses"), str(h.bot_misses))
-        flags = " ".join(tr(f"flag.{f}") for f in self.chat.flags) or "—"
-        grid.add_row(tr("card.flags"), f"{c.name} {flags} · {c.channel} · {c.lang}")
+            fields.append((tr("card.intents"), ", ".join(h.intents), _STYLE["plain"]))
+        fields.append((tr("card.misses"), str(h.bot_misses), _STYLE["plain"]))
         if h.transferred_from:
-            grid.add_row(tr("card.from"), h.transferred_from)
+            fields.append((tr("card.from"), h.transferred_from, _STYLE["plain"]))
         if h.transfer_note:
-            grid.add_row(tr("card.note"), Text(h.transfer_note, style="bold yellow"))
-        style = "red" if h.priority == "urgent" else ("magenta" if self.chat.customer.flags else "blue")
-        return Panel(grid, title=tr("card.title"), border_style=style, expand=True)
+            fields.append((tr("card.note"), h.transfer_note, _STYLE["card_note"]))
+        label_w = max(cell_len(label) for label, _, _ in fields) + 2
+        rows: list[Row] = [[("▛ " + tr("card.title"), bar)]]
+        for label, value, style in fields:
+            pad = " " * (label_w - cell_len(label))
+            for i, part in enumerate(wrap(value, max(10, self.text_width - label_w - 2))):
+                head = label + pad if i == 0 else " " * label_w
+                rows.append([("▌ ", bar), (head, _STYLE["bold"]), (part, style)])
+        rows.append([("▙" + "▄" * max(4, min(self.text_width, 40)), bar)])
+        return rows
 
-    def add_line(self, line: Line) -> None:
-        if not self._width:
-            return  # drawn by rebuild() once the width is known
-        tr = self.tr
-        text = line.text if self.chat.revealed else mask_for_display(line.text)
-        parts: list[RenderableType] = []
-        # The bot part (everything before the first agent line) is set apart
-        # from the human part, so the agent sees at a glance what the bot said.
+    def line_rows(self, view: ChatView, line: Line) -> list[Row]:
+        tr, chat = self.tr, view.chat
+        rows: list[Row] = []
+        text = line.text if chat.revealed else mask_for_display(line.text)
         human = line.sender == "agent"
-        if not self._bot_started and not self._human_started and not human:
-            if any(ln.sender == "bot" for ln in self.chat.lines):
-                self._bot_started = True
-                parts.append(Rule(tr("bot.part"), style="dim cyan"))
-        if human and not self._human_started:
-            self._human_started = True
-            if self._bot_started:
-                parts.append(Rule(tr("human.part"), style="bold blue"))
+        if not view.bot_started and not view.human_started and not human:
+            if any(ln.sender == "bot" for ln in chat.lines):
+                view.bot_started = True
+                rows.append(self._rule(tr("bot.part"), _STYLE["rule_bot"]))
+        if human and not view.human_started:
+            view.human_started = True
+            if view.bot_started:
+                rows.append(self._rule(tr("human.part"), _STYLE["rule_human"]))
         stamp = datetime.fromtimestamp(line.ts).strftime("%H:%M")
-        head = Text()
+        if line.sender == "system":
+            for part in wrap(f"· {text} · {stamp}", self.text_width):
+                pad = max(0, (self.text_width - cell_len(part)) // 2)
+                rows.append([(" " * pad + part, _STYLE["system"])])
+            return rows
         if line.sender == "bot":
-            head.append(f"🤖 {tr('who.bot')} ", style="dim cyan")
-            body = Text(text, style="dim")
-        elif line.sender == "system":
-            parts.append(Text("\n".join(wrap(f"· {text} · {stamp}", self.text_width)),
-                              style="dim italic", justify="center"))
-            self.write(Group(*parts), expand=True)
-            return
+            who, who_style, body_style = f"🤖 {tr('who.bot')}", _STYLE["bot"], _STYLE["bot_text"]
         elif line.kind == "note":
-            head.append(f"🔒 {tr('who.note')} {line.sender_name} ", style="bold yellow")
-            body = Text(text, style="yellow")
+            who, who_style, body_style = f"🔒 {tr('who.note')} {line.sender_name}", _STYLE["note"], _STYLE["note_text"]
         elif line.sender == "customer":
-            head.append(f"{self.chat.name} ", style="bold green")
-            body = Text(text)
+            who, who_style, body_style = chat.name, _STYLE["customer"], _STYLE["plain"]
+        elif line.mine:
+            who, who_style, body_style = tr("who.me"), _STYLE["mine"], _STYLE["mine_text"]
         else:
-            who = tr("who.me") if line.mine else (line.sender_name or "agent")
-            head.append(f"{who} ", style="bold blue")
-            body = Text(text, style="blue" if line.mine else "")
-        head.append(stamp, style="dim")
+            who, who_style, body_style = line.sender_name or "agent", _STYLE["agent"], _STYLE["plain"]
+        head: Row = [(who + " ", who_style), (stamp, _STYLE["dim"])]
         if line.pending:
-            head.append(f"  {tr('pending')}", style="italic yellow")
-        lines = wrap(body.plain, self.text_width)
-        body = Text("\n".join("  " + ln for ln in lines), style=body.style, overflow="fold")
-        parts += [head, body]
-        self.write(Group(*parts), expand=True)
+            head.append(("  " + tr("pending"), _STYLE["pending"]))
+        rows.append(head)
+        rows += self._wrapped(text, body_style)
+        return rows
 
 
 class Composer(TextArea):
