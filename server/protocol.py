@@ -190,6 +190,50 @@ class DirectoryGet(Frame, tag="directory_get"):
     """Who and where a chat can be transferred to."""
 
 
+class Watch(Frame, tag="watch"):
+    """A supervisor watches a chat read-only: its history, then live items."""
+
+    conv: Id
+    on: bool = True
+
+
+class Whisper(Frame, tag="whisper"):
+    """A supervisor's note to the chat's agent: the customer never sees it."""
+
+    conv: Id
+    msg_id: Id
+    text: Text
+
+
+class Reassign(Frame, tag="reassign"):
+    """A supervisor moves a chat (assigned or waiting) to a named agent."""
+
+    conv: Id
+    agent: Id
+
+
+class AgentSet(Frame, tag="agent_set"):
+    """A supervisor changes an agent's status or max chats."""
+
+    agent: Id
+    status: Status | None = None
+    max_chats: Annotated[int, Meta(ge=0, le=5)] | None = None
+
+
+class AuditGet(Frame, tag="audit_get"):
+    """The newest audit entries (before ``before_id`` when paging back)."""
+
+    limit: Annotated[int, Meta(ge=1, le=500)] = 100
+    before_id: Annotated[int, Meta(ge=0)] = 0
+    action: Annotated[str, Meta(max_length=40)] = ""
+
+
+class PhraseStatsGet(Frame, tag="phrase_stats_get"):
+    """The phrases used most today and overall."""
+
+    limit: Annotated[int, Meta(ge=1, le=200)] = 20
+
+
 class KbReload(Frame, tag="kb_reload"):
     """A supervisor reloads the bot's knowledge base now."""
 
@@ -223,6 +267,12 @@ ClientFrame = (
     | BotMissesGet
     | Reveal
     | DirectoryGet
+    | Watch
+    | Whisper
+    | Reassign
+    | AgentSet
+    | AuditGet
+    | PhraseStatsGet
 )
 
 
@@ -418,6 +468,37 @@ class Directory(Frame, tag="directory", omit_defaults=False):
     agents: list[DirectoryAgent]
 
 
+class AuditEntry(Struct):
+    id: int
+    ts: float
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+class AuditRows(Frame, tag="audit_rows", omit_defaults=False):
+    rows: list[AuditEntry]
+
+
+class PhraseStats(Frame, tag="phrase_stats", omit_defaults=False):
+    """Rows of [phrase id, shortcode, title, uses today, uses in all]."""
+
+    rows: list[tuple[str, str, str, int, int]]
+
+
+class Watching(Frame, tag="watching", omit_defaults=False):
+    """A supervisor now watches ``conv``: its history follows, then ``synced``.
+    ``closed`` comes as a ``state`` frame; ``agent`` changes come as ``watching`` again."""
+
+    conv: str
+    customer: CustomerInfo
+    handoff: HandoffInfo
+    agent: str
+    state: str
+    last_seq: int
+
+
 class BotMisses(Frame, tag="bot_misses", omit_defaults=False):
     """Rows of [question as last asked, times asked, last asked (unix time)]."""
 
@@ -436,6 +517,12 @@ class AgentRow(Struct):
     chats: dict[str, float] = {}
     hand_raised: bool = False
     logged_in_at: float = 0.0
+    # today's figures for this agent
+    handled: int = 0
+    first_response_p50_s: float | None = None
+    handle_p50_s: float | None = None
+    satisfaction: float | None = None  # (very satisfied + satisfied) / rated
+    rated: int = 0
 
 
 class QueueRow(Struct):
@@ -445,6 +532,10 @@ class QueueRow(Struct):
     longest_wait_s: float = 0.0
     eta_s: int | None = None
     agents_online: int = 0
+    abandoned: int = 0  # today, while waiting
+    # the last 30 minutes, one value a minute, oldest first
+    arrivals: list[int] = []
+    lengths: list[int] = []
 
 
 class AlertRow(Struct, omit_defaults=True):
@@ -487,6 +578,9 @@ HubFrame = (
     | PhraseChanged
     | BotMisses
     | Directory
+    | AuditRows
+    | PhraseStats
+    | Watching
 )
 
 _client_decoder = msgspec.json.Decoder(ClientFrame)
