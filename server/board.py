@@ -30,8 +30,11 @@ class BoardFeed:
         self.new_alerts: list[p.AlertRow] = []
         self.alerts: deque[p.AlertRow] = deque(maxlen=100)
         self._timer: asyncio.TimerHandle | None = None
+        self._ticker: asyncio.TimerHandle | None = None
         self._last_push = 0.0
         self.pushes = 0
+        self._alerted: set[tuple[str, str, float]] = set()
+        self._failed_logins: deque[float] = deque()
 
     # -- marking ------------------------------------------------------------
 
@@ -46,16 +49,59 @@ class BoardFeed:
             self._schedule()
 
     def alert(self, kind: str, who: str, conv: str = "") -> None:
-        row = p.AlertRow(kind=kind, who=who, conv=conv, at=self.hub.clock())
+        now = self.hub.clock()
+        if kind == "failed_login":
+            self._failed_logins.append(now)
+            while self._failed_logins and self._failed_logins[0] < now - 60:
+                self._failed_logins.popleft()
+            if len(self._failed_logins) >= self.hub.config.alert_failed_logins:
+                self._failed_logins.clear()  # one burst, one alert
+                self.alert("failed_login_burst", who)
+        row = p.AlertRow(kind=kind, who=who, conv=conv, at=now)
         self.alerts.append(row)
         if self.hub.supervisors:
             self.new_alerts.append(row)
             self._schedule()
 
+    def tick(self) -> None:
+        """Once a second while supervisors watch: waits grow without events, so
+        re-colour agents with waiting customers and raise wait alerts."""
+        self._ticker = None
+        hub = self.hub
+        if not hub.supervisors:
+            return
+        now, cfg = hub.clock(), hub.config
+        for conv in hub.convs.values():
+            since = conv.unanswered_since
+            if since is not None and conv.rec.agent_id:
+                self.dirty_agents.add(conv.rec.agent_id)
+                key = ("unanswered", conv.id, since)
+                if now - since >= cfg.alert_unanswered_s and key not in self._alerted:
+                    self._alerted.add(key)
+                    self.alert("unanswered", conv.rec.agent_id, conv=conv.id)
+        for group, queue in hub.router.queues.items():
+            if queue:
+                self.dirty_groups.add(group)
+                chat = hub.router.chats[queue[0][1]]
+                key = ("queue_wait", chat.id, chat.asked_at)
+                if now - chat.asked_at >= cfg.alert_queue_wait_s and key not in self._alerted:
+                    self._alerted.add(key)
+                    self.alert("queue_wait", group, conv=chat.id)
+        if len(self._alerted) > 10_000:
+            self._alerted.clear()
+        if self.dirty_agents or self.dirty_groups:
+            self._schedule()
+        self.start_ticking()
+
+    def start_ticking(self) -> None:
+        if self._ticker is None and self.hub.supervisors:
+            self._ticker = asyncio.get_running_loop().call_later(1.0, self.tick)
+
     # -- sending ------------------------------------------------------------
 
     def send_full(self, session: Session) -> None:
         hub = self.hub
+        self.start_ticking()
         session.send(p.Board(
             full=True,
             agents=[self.agent_row(a) for a in sorted(hub.router.agents)],
@@ -87,9 +133,10 @@ class BoardFeed:
             session.push(frame)
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for handle in (self._timer, self._ticker):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._ticker = None
 
     # -- rows ---------------------------------------------------------------
 
@@ -107,6 +154,7 @@ class BoardFeed:
             load=len(agent.chats), max_chats=agent.max_chats, groups=sorted(agent.groups),
             chats=chats, hand_raised=agent_id in hub.hands,
             logged_in_at=hub.logged_in_at.get(agent_id, 0.0),
+            **hub.stats.agent(agent_id).fields(),
         )  # fmt: skip
 
     def queue_row(self, group: str) -> p.QueueRow:
@@ -124,10 +172,12 @@ class BoardFeed:
             1 for a in hub.router.agents_in(group)
             if hub.router.agents[a].status == "online" and hub.router.agents[a].connected
         )  # fmt: skip
+        arrivals, lengths = hub.stats.sparks(group, len(waiting))
         return p.QueueRow(
             group=group, waiting=len(waiting), by_priority=by_priority,
             longest_wait_s=round(longest, 1), eta_s=hub.router.eta(group, len(waiting) + 1),
-            agents_online=online,
+            agents_online=online, abandoned=hub.stats.group_abandoned[group],
+            arrivals=arrivals, lengths=lengths,
         )  # fmt: skip
 
     def totals(self) -> dict[str, float]:
@@ -142,4 +192,5 @@ class BoardFeed:
             "chats_started": float(m.chats_started),
             "handoffs": float(m.handoffs),
             "messages": float(m.messages),
+            **hub.stats.totals(),
         }  # fmt: skip

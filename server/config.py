@@ -35,6 +35,11 @@ class HubConfig:
     login_window_s: float = 60.0
     # Minimum seconds between supervisor board pushes.
     board_interval_s: float = 1.0
+    # Supervisor alerts: the oldest waiting chat of a queue, a customer with no
+    # answer in an agent's slot, failed logins within a minute.
+    alert_queue_wait_s: float = 120.0
+    alert_unanswered_s: float = 90.0
+    alert_failed_logins: int = 5
     # Origins allowed for browser clients; None admits clients that send none.
     origins: list[str | None] = field(default_factory=lambda: [None])
     sqlite_synchronous: str = "FULL"

@@ -46,6 +46,7 @@ from .routing import (
     priority_class,
 )
 from .session import CLOSE_LOGGED_OUT, CLOSE_REPLACED, Session
+from .stats import DayStats, day_start
 from .store import ConversationRecord, MessageRecord, StoreError, UserRecord
 from .store.sqlite import SQLiteStore
 
@@ -136,6 +137,7 @@ class Hub:
         self.metrics = Metrics()
         self.board = BoardFeed(self)
         self.phrasebook = PhraseService(self)
+        self.stats = DayStats(clock)
         self._maintainer: asyncio.Task[None] | None = None
         self.started = False
 
@@ -151,6 +153,7 @@ class Hub:
                 raise RuntimeError(f"cannot load the knowledge base: {problem}")
         await self._restore()
         await self.phrasebook.load()
+        self.stats.load(await self.store.conversations_since(day_start(self.clock())))
         self._sweeper = asyncio.create_task(self._sweep_idle(), name="idle-sweeper")
         self._maintainer = asyncio.create_task(self._maintain(), name="maintenance")
         # Objects from start-up live as long as the hub: keep them out of the
@@ -223,8 +226,12 @@ class Hub:
             return None
         self.users[user.id] = user
         if user.role == "agent":
-            self.router.upsert_agent(user.id, user.groups, user.max_chats, self.clock())
-            self.router.agents[user.id].status = user.status
+            known = user.id in self.router.agents
+            self._apply(self.router.upsert_agent(user.id, user.groups, user.max_chats, self.clock()))
+            if not known:  # the hub's own view wins over a status write still in flight
+                self.router.agents[user.id].status = user.status
+            else:
+                user.status = self.router.agents[user.id].status
         return user
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -316,6 +323,7 @@ class Hub:
         session.role, session.principal, session.conv, session.name = "customer", rec.id, rec.id, rec.customer_name
         session.visible.clear()
         self.metrics.chats_started += 1
+        self.stats.chat_started()
 
         def welcome(fut: asyncio.Future[None]) -> None:
             if fut.exception() is not None:
@@ -396,8 +404,12 @@ class Hub:
         if rec.rating:
             session.error("already_rated", "this chat has been rated", ref="rate", conv=f.conv)
             return
-        rec.rating, rec.rating_comment = f.score, mask_at_rest(f.comment)
-        fut = self.store.update_conversation(f.conv, rating=f.score, rating_comment=rec.rating_comment)
+        rec.rating, rec.rating_comment, rec.rated_at = f.score, mask_at_rest(f.comment), self.clock()
+        fut = self.store.update_conversation(f.conv, rating=f.score, rating_comment=rec.rating_comment,
+                                             rated_at=rec.rated_at)  # fmt: skip
+        self.stats.rated(rec.last_agent, f.score)
+        if rec.last_agent:
+            self.board.touch_agent(rec.last_agent)
         self.metrics.ratings[f.score] = self.metrics.ratings.get(f.score, 0) + 1
         _then(fut, lambda: session.send(p.Ok(ref="rate", conv=f.conv)))
 
@@ -603,6 +615,97 @@ class Hub:
         ]  # fmt: skip
         session.send(p.Directory(groups=[self.board.queue_row(g) for g in sorted(groups)], agents=agents))
 
+    # -- supervisors ---------------------------------------------------------
+
+    async def _on_watch(self, session: Session, f: p.Watch) -> None:
+        conv = self.convs.get(f.conv)
+        if not f.on:
+            session.visible.discard(f.conv)
+            session.drop_sync(f.conv)
+            if conv is not None:
+                conv.watchers.discard(session)
+            session.send(p.Ok(ref="watch", conv=f.conv))
+            return
+        if conv is None:
+            self._forbidden(session, f.conv, "watch")
+            return
+        conv.watchers.add(session)
+        session.visible.add(conv.id)
+        self.store.audit(session.principal, "watch", target=conv.id)
+        self._send_watching(session, conv)
+        session.begin_sync(conv.id)
+        self.spawn(self._replay(session, conv.id, 0, include_staff=True, known=conv.committed_seq))
+
+    def _send_watching(self, session: Session, conv: Conversation) -> None:
+        rec = conv.rec
+        h = rec.handoff
+        session.send(p.Watching(
+            conv=rec.id, agent=rec.agent_id or "", state=rec.state, last_seq=conv.committed_seq,
+            customer=p.CustomerInfo(name=rec.customer_name, channel=rec.channel, flags=rec.flags, lang=rec.lang),
+            handoff=p.HandoffInfo(reason=h.get("reason", ""), group=rec.grp, priority=PRIORITY_NAMES.get(rec.klass, "normal"),
+                                  intents=list(h.get("intents", [])), bot_misses=int(h.get("bot_misses", 0)),
+                                  transfer_note=h.get("transfer_note", ""), transferred_from=h.get("transferred_from", "")),
+        ))  # fmt: skip
+
+    async def _on_whisper(self, session: Session, f: p.Whisper) -> None:
+        conv = self.convs.get(f.conv)
+        if conv is None or conv.rec.state != "assigned" or session not in conv.watchers:
+            self._forbidden(session, f.conv, f.msg_id)
+            return
+        if not self._check_len(session, f.text, p.MAX_NOTE_CHARS, f.msg_id, conv.id):
+            return
+        self.store.audit(session.principal, "whisper", target=conv.id, detail={"agent": conv.rec.agent_id or ""})
+        self._post(session, conv, f.msg_id, f.text, kind="note", sender="supervisor")
+
+    async def _on_reassign(self, session: Session, f: p.Reassign) -> None:
+        conv = self.convs.get(f.conv)
+        if conv is None:
+            self._forbidden(session, f.conv, "reassign")
+            return
+        effects = self.router.transfer_to_agent(conv.id, f.agent, self.clock(), reason="reassigned")
+        conv.rec.transfers += 1
+        self.store.update_conversation(conv.id, transfers=conv.rec.transfers)
+        self.store.audit(session.principal, "reassign", target=conv.id, detail={"agent": f.agent})
+        self._apply(effects, reasons={conv.id: "reassigned"})
+        session.send(p.Ok(ref="reassign", conv=conv.id))
+
+    async def _on_agentset(self, session: Session, f: p.AgentSet) -> None:
+        user = await self._load_user(f.agent)
+        if user is None or user.role != "agent":
+            session.error("unknown_agent", f"no agent {f.agent!r}", ref="agent_set")
+            return
+        now = self.clock()
+        if f.max_chats is not None:
+            user.max_chats = f.max_chats
+            self.store.put_user(user)
+            self._apply(self.router.upsert_agent(user.id, user.groups, f.max_chats, now))
+        if f.status is not None:
+            self._apply(self.router.set_status(user.id, f.status, now))
+            self.store.set_user_status(user.id, f.status)
+            user.status = f.status
+        self.store.audit(session.principal, "agent_set", target=user.id,
+                         detail={"status": f.status or "", "max_chats": f.max_chats})  # fmt: skip
+        self._send_status(user.id)
+        self._refresh_agent_groups(user.id)
+        self.board.touch_agent(user.id)
+        session.send(p.Ok(ref="agent_set"))
+
+    async def _on_auditget(self, session: Session, f: p.AuditGet) -> None:
+        await self.store.barrier()  # include every action taken before this request
+        rows = await self.store.audit_page(f.limit, f.before_id, f.action)
+        session.send(p.AuditRows(rows=[p.AuditEntry(id=r.id, ts=r.ts, actor=r.actor, action=r.action,
+                                                    target=r.target, detail=r.detail) for r in rows]))  # fmt: skip
+
+    async def _on_phrasestatsget(self, session: Session, f: p.PhraseStatsGet) -> None:
+        today = await self.store.phrase_uses_since(day_start(self.clock()))
+        total = self.phrasebook.usage.phrase_counts()
+        ids = sorted(set(today) | set(total), key=lambda i: (-today.get(i, 0), -total.get(i, 0), i))[: f.limit]
+        rows = []
+        for pid in ids:
+            ph = self.phrasebook.phrases.get(pid)
+            rows.append((pid, ph.code if ph else "", ph.title if ph else "", today.get(pid, 0), total.get(pid, 0)))
+        session.send(p.PhraseStats(rows=rows))
+
     # -- the bot's knowledge base -----------------------------------------
 
     async def _on_kbreload(self, session: Session, f: p.KbReload) -> None:
@@ -652,6 +755,7 @@ class Hub:
                 conv.rec.first_response_at = now
                 self.store.update_conversation(conv.id, first_response_at=now)
                 self.metrics.first_response_s.append(now - conv.rec.assigned_at)
+                self.stats.responded(session.principal, now - conv.rec.assigned_at)
 
     async def _on_typing(self, session: Session, f: p.Typing) -> None:
         if session.role == "customer":
@@ -805,6 +909,7 @@ class Hub:
         if handoff.get("priority") == URGENT:
             self.metrics.urgent_handoffs += 1
         self.metrics.handoffs += 1
+        self.stats.asked_for_person()
         self.store.update_conversation(rec.id, handoff=handoff)
         self._append(conv, kind="system", sender="system", text=_t(rec.lang, "queued"))
         self._apply(self.router.enqueue(rec.id, group, klass, now))
@@ -819,10 +924,13 @@ class Hub:
                 continue
             rec = conv.rec
             if isinstance(e, Assigned):
+                if not rec.last_agent:
+                    self.stats.first_assignment()
                 rec.state, rec.agent_id, rec.assigned_at, rec.front = "assigned", e.agent, now, False
+                rec.last_agent = e.agent
                 conv.queue_sent = None
                 fut = self.store.update_conversation(
-                    rec.id, state="assigned", agent_id=e.agent, assigned_at=now, front=False
+                    rec.id, state="assigned", agent_id=e.agent, assigned_at=now, front=False, last_agent=e.agent
                 )
                 _then(fut, partial(self._assigned, conv, e.agent))
                 self._append(conv, kind="system", sender="system",
@@ -853,7 +961,11 @@ class Hub:
                                                     reason=(reasons or {}).get(rec.id, "queued")))
                 at = self.router.position(rec.id) or 1
                 groups[e.group] = min(groups.get(e.group, at), at)
+                if not e.front:
+                    self.stats.arrival(e.group, len(self.router.queues.get(e.group, ())))
             elif isinstance(e, Dequeued):
+                if e.reason == "abandoned":
+                    self.stats.abandoned_in(e.group)
                 at = conv.queue_sent[0] if conv.queue_sent else 1
                 groups[e.group] = min(groups.get(e.group, at), at)
         for group, start in groups.items():
@@ -867,6 +979,9 @@ class Hub:
             return  # it moved on before the write landed
         self._grant(agent_id, conv.id, after=0, resumed=False)
         self._to_customer(conv, p.ConvState(conv=conv.id, state="assigned", agent_name=self._name(agent_id)))
+        for watcher in conv.watchers:
+            if conv.id in watcher.visible:
+                self._send_watching(watcher, conv)
 
     def _grant(self, agent_id: str, conv_id: str, after: int, resumed: bool) -> None:
         """Show an assigned chat to its agent's session: the card, then history."""
@@ -899,6 +1014,11 @@ class Hub:
         rec = conv.rec
         self._append(conv, kind="system", sender="system", text=_t(rec.lang, notice))
         effects = self.router.close(rec.id, now, reason=reason)
+        self.stats.closed(
+            reason=reason, last_agent=rec.last_agent, asked=bool(rec.asked_at),
+            handle_s=now - rec.assigned_at if rec.assigned_at and reason != "abandoned" else None,
+            closed_by_agent=bool(rec.last_agent) and closed_by == rec.last_agent, transfers=rec.transfers,
+        )  # fmt: skip
         rec.state, rec.closed_at, rec.closed_by, rec.close_reason = "closed", now, closed_by, reason
         rec.agent_id = None
         fields = {"state": "closed", "closed_at": now, "closed_by": closed_by,
@@ -916,6 +1036,9 @@ class Hub:
             self.convs.pop(rec.id, None)
             self.by_token.pop(rec.token_hash, None)
             self._to_customer(conv, p.ConvState(conv=rec.id, state="closed", reason=reason))
+            for watcher in conv.watchers:
+                if rec.id in watcher.visible:
+                    watcher.send(p.ConvState(conv=rec.id, state="closed", reason=reason))
             if reason != "abandoned":
                 self._to_customer(conv, p.RatingRequest(conv=rec.id))
 
@@ -1129,6 +1252,12 @@ _ROLES: dict[type, frozenset[str]] = {
     p.BotMissesGet: frozenset({"supervisor"}),
     p.Reveal: frozenset({"agent"}),
     p.DirectoryGet: frozenset({"agent", "supervisor"}),
+    p.Watch: frozenset({"supervisor"}),
+    p.Whisper: frozenset({"supervisor"}),
+    p.Reassign: frozenset({"supervisor"}),
+    p.AgentSet: frozenset({"supervisor"}),
+    p.AuditGet: frozenset({"supervisor"}),
+    p.PhraseStatsGet: frozenset({"supervisor"}),
 }
 
 

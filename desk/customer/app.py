@@ -102,16 +102,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="the customer's name (skips the start screen)")
     parser.add_argument("--flags", type=_flags, default=[],
                         help=f"comma-separated demo flags, e.g. elderly,vip (known: {','.join(FLAGS)})")  # fmt: skip
-    parser.add_argument("--lang", choices=["zh", "en"], default="zh",
-                        help="the chat's language: the bot's and the hub's notices")  # fmt: skip
+    parser.add_argument("--lang", choices=["zh", "en"], default=None,
+                        help="the chat's language: the bot's and the hub's notices "
+                             "(default: --ui-lang if given, else zh)")  # fmt: skip
     parser.add_argument("--ui-lang", choices=["zh", "en"], default=None,
                         help="the app's own language (default: $DESK_LANG, then the locale)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the app until the customer quits."""
+    # A customer who chose an English screen wants English notices too.
+    lang = args.lang or args.ui_lang or "zh"
     app = make_customer_app(
-        args.url, name=args.name, flags=args.flags, lang=args.lang, ui_lang=args.ui_lang
+        args.url, name=args.name, flags=args.flags, lang=lang, ui_lang=args.ui_lang
     )
     app.run()
     return app.return_code or 0

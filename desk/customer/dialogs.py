@@ -14,6 +14,8 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet
 from desk.i18n import Tr
 from server import protocol as p
 
+from .texts import localize_bindings
+
 SCORES: tuple[p.Score, ...] = ("very_satisfied", "satisfied", "dissatisfied")
 
 
@@ -43,6 +45,7 @@ class RatingScreen(ModalScreen[Rating | None]):
     def __init__(self, tr: Tr) -> None:
         super().__init__()
         self.tr = tr
+        localize_bindings(self, tr)
 
     def compose(self) -> ComposeResult:
         tr = self.tr
@@ -95,6 +98,7 @@ class ConfirmEnd(ModalScreen[bool]):
     def __init__(self, tr: Tr) -> None:
         super().__init__()
         self.tr = tr
+        localize_bindings(self, tr)
 
     def compose(self) -> ComposeResult:
         with Vertical():

@@ -28,7 +28,7 @@ TYPING_STALE_S = 8.0  # hide an agent's typing mark nobody refreshed
 
 def who_label(tr: Tr, name: str, flags: list[str]) -> str:
     shown = [tr(f"flag_{f}") if f in FLAGS else f for f in flags]
-    return f"{name}（{'、'.join(shown)}）" if shown else name
+    return tr("who_flags", name=name, flags=tr("flag_sep").join(shown)) if shown else name
 
 
 class StartScreen(Screen[tuple[str, list[str]]]):
@@ -238,11 +238,14 @@ class ChatScreen(Screen[None]):
                 transcript.remove_line(line)
             for line in up.lines:
                 transcript.set_line(line)
+                if line.failed and self.client is not None:
+                    self.client.pending.pop(line.msg_id, None)  # refused for good: stop resending
         if up.status:
             self.refresh_status()
         if up.notice:
             self.notify(self.tr(up.notice))
-        if up.error is not None and up.error.ref != "typing":
+        # HubClient handles a stale token itself (a new chat follows, with its own notice).
+        if up.error is not None and up.error.ref != "typing" and up.error.code != "unknown_token":
             text = self.tr(f"err_{up.error.code}")
             self.notify(
                 up.error.message if text == f"err_{up.error.code}" else text, severity="warning"
@@ -324,16 +327,18 @@ class ChatScreen(Screen[None]):
 
     @on(Button.Pressed, "#human")
     def _human_pressed(self) -> None:
-        self.run_action("request_human")
+        self.action_request_human()
 
     @on(Button.Pressed, "#end")
     def _end_pressed(self) -> None:
-        self.run_action("end_chat")
+        self.action_end_chat()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         state = self.model.state
         if action == "request_human":
-            return True if state == "bot" else None  # shown greyed while it cannot apply
+            if state == "closed":
+                return False
+            return True if state == "bot" else None  # shown greyed while a person is coming
         if action == "end_chat":
             return bool(self.model.conv) and state != "closed"
         if action == "rate":

@@ -26,10 +26,12 @@ TEXTS: Table = {
     "flag_elderly": {"zh": "长者", "en": "Elderly"},
     "flag_disabled": {"zh": "无障碍", "en": "Accessibility"},
     "flag_vip": {"zh": "VIP", "en": "VIP"},
+    "who_flags": {"zh": "{name}（{flags}）", "en": "{name} ({flags})"},
+    "flag_sep": {"zh": "、", "en": ", "},
     "start_go": {"zh": "开始咨询", "en": "Start chat"},
     "start_need_name": {"zh": "请输入您的称呼", "en": "Please enter a name"},
     # connection
-    "link_connecting": {"zh": "连接中…", "en": "Connecting…"},
+    "link_connecting": {"zh": "◌ 连接中…", "en": "◌ Connecting…"},
     "link_online": {"zh": "● 已连接", "en": "● Connected"},
     "link_reconnecting": {"zh": "◌ 重连中…", "en": "◌ Reconnecting…"},
     "link_closed": {"zh": "✕ 已断开", "en": "✕ Disconnected"},

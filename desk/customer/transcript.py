@@ -35,59 +35,75 @@ NO_START = set("，。、；：！？）」』】》〉〕｝…—’”,.;:!?)
 NO_END = set("（「『【《〈〔｛‘“([{")
 
 Row = tuple[int, list[tuple[str, str]]]  # (indent, [(text, component class)])
+# Beyond these widths lines get hard to read on a big terminal.
+MAX_TEXT_CELLS = 100
+MAX_OWN_CELLS = 72
 
 
-def _tokens(paragraph: str) -> list[str]:
+Token = tuple[str, int, int]  # (text, cells without trailing spaces, cells)
+
+
+def _tokens(paragraph: str) -> list[Token]:
     """Split into unbreakable pieces: a run of narrow characters (a word), or
-    one wide character, each with the spaces that follow it."""
-    out: list[str] = []
-    cur = ""
+    one wide character, each with the spaces that follow it (and its widths,
+    counted here once rather than again per wrap)."""
+    size_of = get_character_cell_size
+    out: list[Token] = []
+    cur, body_w, total_w = "", 0, 0
+    # State of `cur`: ends in a space; ends in a narrow character; holds only opening punctuation.
+    spaced = narrow = opening = False
     for ch in paragraph:
+        size = size_of(ch)
         if ch.isspace():
-            cur += ch
+            cur, total_w, spaced = cur + ch, total_w + size, True
             continue
-        size = get_character_cell_size(ch)
         if cur and (
             ch in NO_START  # keep closing punctuation with what it closes
             or size == 0  # combining marks stay on their base character
-            or all(c in NO_END for c in cur)  # opening punctuation sticks to what follows
-            or (size == 1 and not cur[-1].isspace() and get_character_cell_size(cur[-1]) == 1)
+            or opening  # opening punctuation sticks to what follows
+            or (size == 1 and narrow and not spaced)  # the word goes on
         ):
-            cur += ch
+            cur, total_w = cur + ch, total_w + size
+            body_w = total_w
+            opening = opening and ch in NO_END
         else:
             if cur:
-                out.append(cur)
-            cur = ch
+                out.append((cur, body_w, total_w))
+            cur, body_w, total_w = ch, size, size
+            opening = ch in NO_END
+        spaced = False
+        narrow = size == 1
     if cur:
-        out.append(cur)
+        out.append((cur, body_w, total_w))
     return out
 
 
 def wrap_cells(text: str, width: int) -> list[str]:
     """Wrap `text` to lines of at most `width` terminal cells (CJK counts 2)."""
     width = max(1, width)
+    if "\n" not in text and "\t" not in text and cell_len(text) <= width:
+        return [text.rstrip()]  # the common short message
     lines: list[str] = []
     for paragraph in text.expandtabs(4).split("\n"):
         line, used = "", 0
-        for tok in _tokens(paragraph):
-            body = tok.rstrip()
-            need = cell_len(body)
+        for tok, need, total in _tokens(paragraph):
             if used + need <= width:
-                line, used = line + tok, used + cell_len(tok)
+                line, used = line + tok, used + total
                 continue
             if line.strip():
                 lines.append(line.rstrip())
             line, used = "", 0
             if need <= width:
-                line, used = tok, cell_len(tok)
+                line, used = tok, total
                 continue
+            body = tok.rstrip()
             for ch in body:  # a word wider than the line: fold it
                 size = get_character_cell_size(ch)
                 if used + size > width and used:
                     lines.append(line)
                     line, used = "", 0
                 line, used = line + ch, used + size
-            line, used = line + tok[len(body) :], used + cell_len(tok) - need
+            line, used = line + tok[len(body) :], used + total - need
         lines.append(line.rstrip())
     return lines
 
@@ -131,6 +147,7 @@ class Transcript(ScrollView, can_focus=True):
         super().__init__(id=id, classes=classes)
         self.tr = tr
         self._lines: list[Line] = []
+        self._keys: set[int] = set()  # keys of _lines: a new line needs no search
         self._starts: list[int] = [0]  # _starts[i]: first row of _lines[i]; last: total
         self._layouts: dict[int, list[Row]] = {}  # line key -> rows at _width
         self._width = 0
@@ -149,6 +166,7 @@ class Transcript(ScrollView, can_focus=True):
     def reset(self, lines: Iterable[Line] = ()) -> None:
         """Replace everything (a resync or a new chat)."""
         self._lines = sorted(lines, key=lambda ln: ln.order)
+        self._keys = {ln.key for ln in self._lines}
         self._layouts.clear()
         self._resum(0)
 
@@ -158,6 +176,7 @@ class Transcript(ScrollView, can_focus=True):
         old = self._find(line)
         if old is not None:
             del self._lines[old]
+        self._keys.add(line.key)
         if not self._lines or self._lines[-1].order < line.order:
             at = len(self._lines)
             self._lines.append(line)
@@ -171,6 +190,7 @@ class Transcript(ScrollView, can_focus=True):
         if old is None:
             return
         del self._lines[old]
+        self._keys.discard(line.key)
         self._layouts.pop(line.key, None)
         self._resum(old)
 
@@ -179,6 +199,8 @@ class Transcript(ScrollView, can_focus=True):
         return ["".join(t for t, _ in segs) for ln in self._lines for _, segs in self._layout(ln)]
 
     def _find(self, line: Line) -> int | None:
+        if line.key not in self._keys:
+            return None
         # Lines that change are our own recent ones: look from the end.
         for i in range(len(self._lines) - 1, -1, -1):
             if self._lines[i] is line:
@@ -206,7 +228,7 @@ class Transcript(ScrollView, can_focus=True):
     def _rows_for(self, line: Line, width: int) -> list[Row]:
         tr = self.tr
         if line.who == "system":
-            body = wrap_cells(line.text, max(8, width - 6))
+            body = wrap_cells(line.text, max(8, min(width - 6, MAX_TEXT_CELLS)))
             return [(max(1, (width - cell_len(t)) // 2), [(t, "system")]) for t in body]
         if line.failed:
             state = [(tr("failed", reason=tr(f"err_{line.failed}")), "failed")]
@@ -216,7 +238,7 @@ class Transcript(ScrollView, can_focus=True):
             state = [(_clock(line.ts), "meta")]
         if line.who == "me":
             # Ours on the right, as in any chat app; the text stays left-aligned in its block.
-            body = wrap_cells(line.text, max(8, width - 10))
+            body = wrap_cells(line.text, max(8, min(width - 10, MAX_OWN_CELLS)))
             block = max((cell_len(t) for t in body), default=0)
             head = [*state, ("  ", "meta"), (tr("who_me"), "me")]
             head_len = sum(cell_len(t) for t, _ in head)
@@ -228,7 +250,10 @@ class Transcript(ScrollView, can_focus=True):
         else:
             label = (tr("who_agent", name=line.name) if line.name else tr("who_staff"), "agent")
         rows = [(1, [label, ("  ", "meta"), *state])]
-        rows += [(3, [(t, "text")]) for t in wrap_cells(line.text, max(8, width - 5))]
+        rows += [
+            (3, [(t, "text")])
+            for t in wrap_cells(line.text, max(8, min(width - 5, MAX_TEXT_CELLS)))
+        ]
         return rows
 
     def _content_width(self) -> int:

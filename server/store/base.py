@@ -59,6 +59,8 @@ class ConversationRecord(msgspec.Struct, kw_only=True):
     rating: str = ""
     rating_comment: str = ""
     first_response_at: float | None = None
+    last_agent: str = ""  # the last agent who held it (figures count it for them)
+    rated_at: float | None = None
 
 
 class MessageRecord(msgspec.Struct, kw_only=True):

@@ -138,6 +138,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX bot_misses_count ON bot_misses(count);
     """,
+    # 4: who served a chat last, and when it was rated (supervisor figures, weekly report)
+    """
+    ALTER TABLE conversations ADD COLUMN last_agent TEXT NOT NULL DEFAULT '';
+    ALTER TABLE conversations ADD COLUMN rated_at REAL;
+    CREATE INDEX conversations_closed ON conversations(closed_at);
+    CREATE INDEX conversations_agent ON conversations(last_agent);
+    """,
 ]
 
 

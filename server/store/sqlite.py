@@ -364,6 +364,22 @@ class SQLiteStore:
             (question, sample, ts, ts),
         )
 
+    async def conversations_since(self, since: float) -> list[dict[str, Any]]:
+        """Every conversation touched since `since` (created, closed or rated): for figures."""
+        rows = await self._all(
+            "SELECT id, created_at, asked_at, assigned_at, first_response_at, state, closed_at,"
+            " close_reason, closed_by, last_agent, transfers, rating, rated_at, grp, wrapup_code"
+            " FROM conversations WHERE created_at >= ? OR closed_at >= ? OR rated_at >= ?",
+            (since, since, since),
+        )
+        return [{k: r[k] for k in r.keys()} for r in rows]
+
+    async def phrase_uses_since(self, since: float) -> dict[str, int]:
+        rows = await self._all(
+            "SELECT phrase_id, COUNT(*) FROM phrase_uses WHERE ts >= ? GROUP BY phrase_id", (since,)
+        )
+        return {r[0]: r[1] for r in rows}
+
     async def top_misses(self, limit: int = 50) -> list[tuple[str, int, float]]:
         """(latest wording, times asked, last asked), most asked first."""
         rows = await self._all(
@@ -449,6 +465,27 @@ class SQLiteStore:
             "SELECT id, ts, actor, action, target, detail, prev_hash, hash FROM audit"
             " WHERE id>? ORDER BY id LIMIT ?",
             (after_id, limit),
+        )
+        return [
+            AuditRecord(id=r[0], ts=r[1], actor=r[2], action=r[3], target=r[4],
+                        detail=json.loads(r[5]), prev_hash=r[6], hash=r[7])
+            for r in rows
+        ]  # fmt: skip
+
+    async def audit_page(self, limit: int = 100, before_id: int = 0, action: str = "") -> list[AuditRecord]:
+        """Newest first, for browsing (before_id pages back; action filters)."""
+        where, params = [], []
+        if before_id:
+            where.append("id < ?")
+            params.append(before_id)
+        if action:
+            where.append("action = ?")
+            params.append(action)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._all(
+            f"SELECT id, ts, actor, action, target, detail, prev_hash, hash FROM audit {clause}"
+            " ORDER BY id DESC LIMIT ?",
+            (*params, limit),
         )
         return [
             AuditRecord(id=r[0], ts=r[1], actor=r[2], action=r[3], target=r[4],
