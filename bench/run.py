@@ -17,6 +17,7 @@ STEPS = [
     ("phrase search", ["bench.phrase_search", "--json", "bench/results/phrase_search.json"]),
     ("agent desk", ["bench.desk_bench", "--json", "bench/results/desk.json"]),
     ("hub vs bare relay", ["bench.hub_bench", "--json", "bench/results/hub.json"]),
+    ("supervisors watching 2,000 agents", ["bench.board_bench", "--json", "bench/results/board.json"]),
 ]
 
 
@@ -31,6 +32,8 @@ def main() -> int:
             extra = ["--quick"]
         if args.quick and cmd[0] == "bench.desk_bench":
             extra = ["--messages", "300"]
+        if args.quick and cmd[0] == "bench.board_bench":
+            extra = ["--agents", "300", "--customers", "50", "--seconds", "5"]
         print(f"\n=== {name}: python -m {' '.join(cmd + extra)}", flush=True)
         t0 = time.monotonic()
         code = subprocess.call([sys.executable, "-m", *cmd, *extra])
