@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/desk demo
+	$(BIN)/desk demo $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

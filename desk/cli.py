@@ -29,7 +29,8 @@ DEFAULT_KB = DEFAULT_KB_PATH
 DELEGATED = {
     "agent": ("desk.agent.__main__", "the agent desk"),
     "customer": ("desk.customer.app", "the demo customer client"),
-    "simulate": ("desk.sim.runner", "simulated customers (steady, surge, load)"),
+    "simulate": ("desk.simulate", "simulated customers (steady, surge, load)"),
+    "monitor": ("desk.monitor.__main__", "the supervisor monitor"),
 }
 
 
@@ -161,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="hub + simulated customers + the agent desk (make demo)")
     demo.add_argument("--port", type=int, default=8765)
-    demo.add_argument("--rate", type=float, default=3.0, help="new customers per minute")
+    demo.add_argument("--rate", type=float, default=6.0, help="new customers per minute")
     demo.add_argument("--lang", choices=["zh", "en"], help="UI language")
     demo.add_argument("--no-sim", action="store_true", help="no simulated customers")
     for name, (_, help_) in DELEGATED.items():

@@ -77,7 +77,7 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait()
 
 
-def run(port: int = 8765, rate: float = 3.0, lang: str | None = None, simulate: bool = True) -> int:
+def run(port: int = 8765, rate: float = 6.0, lang: str | None = None, simulate: bool = True) -> int:
     """Run the whole demo in the foreground; returns the exit code."""
     DEMO_DIR.mkdir(exist_ok=True)
     db = DEMO_DIR / "desk.db"
@@ -89,12 +89,12 @@ def run(port: int = 8765, rate: float = 3.0, lang: str | None = None, simulate: 
         if simulate:
             # A gentle pace: the desk fills within a minute or two and stays busy.
             sim = _spawn(["simulate", "--url", url, "--pattern", "steady", "--rate", str(rate),
-                          "--speed", "1.0", "--duration", "86400"], DEMO_DIR / "simulator.log")  # fmt: skip
+                          "--speed", "1.0", "--duration", "0"], DEMO_DIR / "simulator.log")  # fmt: skip
         from desk.agent import make_agent_desk
         from desk.agent.config import DeskConfig
 
         config = DeskConfig(path=DEMO_DIR / "desk.toml", lang=lang)
-        make_agent_desk(url, user="a1", password=DEMO_PASSWORD, lang=lang, config=config).run()
+        make_agent_desk(url, user="a1", password=DEMO_PASSWORD, lang=lang, config=config, go_online=True).run()
     finally:
         _stop(sim)
         _stop(hub)

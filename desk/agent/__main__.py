@@ -17,6 +17,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--lang", choices=["zh", "en"], help="UI language (default: config, $DESK_LANG, locale)")
     ap.add_argument("--config", help="config file (default ~/.config/desk1v5/desk.toml or $DESK_CONFIG)")
     ap.add_argument("--no-bell", action="store_true", help="no terminal bell")
+    ap.add_argument("--online", action="store_true", help="go online (take chats) right after logging in")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_bell:
         config.bell = False
     app = make_agent_desk(args.url or config.url, user=args.user or "", password=args.password or "",
-                          lang=args.lang, config=config)  # fmt: skip
+                          lang=args.lang, config=config, go_online=args.online)  # fmt: skip
     app.run()
     return 0
 

@@ -143,8 +143,10 @@ class AgentDesk(App[None]):
         lang: str | None = None,
         clock: Any = time.time,
         connect: bool = True,
+        go_online: bool = False,
     ) -> None:
         super().__init__()
+        self.go_online = go_online  # set the status to online right after login
         # connect=False: no hub link; frames are fed with feed() (snapshots, benchmarks).
         self.connect = connect
         self.config = config or DeskConfig(path=Path("/nonexistent/desk.toml"))
@@ -244,6 +246,9 @@ class AgentDesk(App[None]):
         self.config.save_token_for(f.user, f.token)
         self.password = ""  # the token does from now on
         await self.send(p.PhrasesGet())
+        if self.go_online and f.status != "online":
+            self.go_online = False  # once: after that the agent's own choice stands
+            await self.send(p.SetStatus(status="online"))
         self.refresh_bars()
 
     def frame_statusevent(self, f: p.StatusEvent) -> None:
