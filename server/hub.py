@@ -961,6 +961,10 @@ class Hub:
                                                     reason=(reasons or {}).get(rec.id, "queued")))
                 at = self.router.position(rec.id) or 1
                 groups[e.group] = min(groups.get(e.group, at), at)
+                if conv.customer is None and conv.grace is None:
+                    # back in a queue with nobody there (the customer left while
+                    # with an agent): it must not wait for an agent forever
+                    self._start_customer_grace(conv)
                 if not e.front:
                     self.stats.arrival(e.group, len(self.router.queues.get(e.group, ())))
             elif isinstance(e, Dequeued):

@@ -407,3 +407,22 @@ async def test_reveal_is_audited_and_the_directory_lists_groups_and_agents(hub: 
     d = await a.expect("directory")
     assert {"general", "cards"} <= {g["group"] for g in d["groups"]}
     assert d["agents"][0]["id"] == "a1" and d["agents"][0]["load"] == 1
+
+
+async def test_a_chat_requeued_after_its_customer_left_is_abandoned_not_kept(tmp_path) -> None:
+    from server.net import build_hub
+
+    from .conftest import hub_config
+
+    server = await build_hub(hub_config(tmp_path, agent_grace_s=0.2, customer_grace_s=0.3)).start()
+    try:
+        a = await online_agent(server, "a1")
+        c = await customer(server.url)
+        await a.expect("synced")
+        await c.close()  # the customer leaves while with the agent
+        await a.close()  # then the agent's link drops past its grace: the chat is requeued
+        await wait_until(lambda: c.conv not in server.hub.convs, timeout=5, what="abandoned")
+        rows = await server.hub.store.query("SELECT close_reason FROM conversations WHERE id=?", (c.conv,))
+        assert rows[0][0] == "abandoned"
+    finally:
+        await server.stop()

@@ -64,7 +64,9 @@ class Surge:
         top_end = self.start + self.ramp + self.hold
         if t < top_end:
             return self.peak
-        return self.base + (self.peak - self.base) * math.exp(-(t - top_end) / max(self.decay, 1e-9))
+        return self.base + (self.peak - self.base) * math.exp(
+            -(t - top_end) / max(self.decay, 1e-9)
+        )
 
 
 def arrival_times(rate: RateFn, max_rate: float, rng: random.Random,

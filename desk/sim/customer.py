@@ -22,15 +22,19 @@ from typing import Any
 from desk.client import HubClient
 from server import protocol as p
 
-from .scenarios import Scenario, channel, customer_name, pick
+from .scenarios import Scenario, Score, channel, customer_name, pick
 
 # What a waiting customer asks the bot, and what they say to a silent agent.
 WAIT_LINES = {"zh": ["还要等多久？", "前面还有几个人？", "排到我了吗？"],
               "en": ["How long do I have to wait?", "How many people are ahead of me?"]}  # fmt: skip
-NUDGE_LINES = {"zh": ["在吗？", "你好，还在吗？", "请问还在处理吗？"], "en": ["Hello, are you still there?"]}
+NUDGE_LINES = {
+    "zh": ["在吗？", "你好，还在吗？", "请问还在处理吗？"],
+    "en": ["Hello, are you still there?"],
+}
 PICK_FIRST = {"zh": "1", "en": "1"}
 # The bot lists topics and asks for a number (server/bot/engine.py "offer").
 _OFFER_MARKS = ("回复序号", "reply with the number")
+CLOSE_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +113,9 @@ class SimCustomer:
         self.sc = scenario
         self.rng = rng
         self.t = timing
-        self.rec = ChatRecord(index=index, scenario=scenario.name, name=customer_name(scenario, rng))
+        self.rec = ChatRecord(
+            index=index, scenario=scenario.name, name=customer_name(scenario, rng)
+        )
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
         hello = p.Hello(name=self.rec.name, channel=channel(scenario, rng), flags=list(scenario.flags),
                         lang=scenario.lang)  # fmt: skip
@@ -127,6 +133,9 @@ class SimCustomer:
         self._assigned_at: float | None = None
         self._first_line_pending = False
         self._rated = False
+        self._target: int | None = None  # answers to give agents in this chat
+        self._given = 0
+        self.finished = False  # run() has returned (or was stopped)
 
     # -- the script -------------------------------------------------------------
 
@@ -141,18 +150,26 @@ class SimCustomer:
             await self._rate()
         finally:
             self._gone = True
-            await self.client.close()
+            # Frames already received count, even if the run was stopped first.
+            while not self.inbox.empty():
+                self._observe(self.inbox.get_nowait())
+            # Bounded: a customer that cannot say goodbye must not hold up the summary.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.client.close(), CLOSE_TIMEOUT)
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await runner
             self.rec.reconnects = self.client.state.reconnects
+            self.finished = True
         return self.rec
 
     async def _talk_to_bot(self) -> None:
         sc, rng = self.sc, self.rng
         # The bot greets first; a person glances at it before typing.
-        await self._until(lambda: self._bot_msgs > 0 or self.rec.state != "bot", self.t.reply_timeout)
-        await self._pause(self.t.human(rng.uniform(2.0, 6.0)))
+        await self._until(
+            lambda: self._bot_msgs > 0 or self.rec.state != "bot", self.t.reply_timeout
+        )
+        await self._pause(self.t.human(rng.uniform(2.0, 6.0)), lambda: self.rec.state != "bot")
         lines = sc.opening if sc.human_after is None else sc.opening[: sc.human_after]
         for line in lines:
             if self.rec.state != "bot" or self._gone:
@@ -213,8 +230,13 @@ class SimCustomer:
         rng = self.rng
         start = time.monotonic()
         deadline = start + self.t.patience(self.sc.patience_s(rng))
-        # About half of the people ask the bot how long it will take, once.
-        ask_at = start + (deadline - start) * rng.uniform(0.3, 0.7) if rng.random() < 0.5 else math.inf
+        # About half of the people ask the bot how long it will take, once,
+        # if there is time to type it before they would give up anyway.
+        ask = rng.choice(WAIT_LINES[self.sc.lang])
+        room = deadline - start - self.t.human(len(ask) / self.sc.typing_cps)
+        ask_at = (
+            start + room * rng.uniform(0.3, 0.7) if rng.random() < 0.5 and room > 0 else math.inf
+        )
         while self.rec.state == "queued" and not self._gone:
             now = time.monotonic()
             if now >= deadline:
@@ -226,19 +248,36 @@ class SimCustomer:
             await self._until(lambda: self.rec.state != "queued", min(deadline, ask_at) - now)
             if self.rec.state == "queued" and time.monotonic() >= ask_at:
                 ask_at = math.inf
-                await self._say(rng.choice(WAIT_LINES[self.sc.lang]))
+                await self._say(ask)
         return True
 
     async def _talk_to_agent(self) -> None:
         sc, rng = self.sc, self.rng
-        target = sc.exchange_count(rng)
-        given = 0
+        # Drawn once per chat: after a transfer the customer goes on where they
+        # were (the next agent has the history) rather than starting over.
+        if self._target is None:
+            self._target = sc.exchange_count(rng)
+        target = self._target
         nudged = False
+        first = True
         while self.rec.state == "assigned" and not self._gone:
-            silence = self.t.patience(sc.patience_s(rng))
-            got = await self._until(lambda: bool(self._unread_agent) or self.rec.state != "assigned", silence)
+            # Give the agent a moment to greet; then speak up (most people do).
+            wait = (
+                self.t.human(rng.uniform(3.0, 8.0))
+                if first
+                else self.t.patience(sc.patience_s(rng))
+            )
+            got = await self._until(
+                lambda: bool(self._unread_agent) or self.rec.state != "assigned", wait
+            )
             if self.rec.state != "assigned" or self._gone:
                 return
+            if not got and first:
+                first = False
+                await self._say(sc.reply(self._given, rng))
+                self._given += 1
+                continue
+            first = False
             if not got:
                 if not nudged:
                     nudged = True
@@ -253,9 +292,9 @@ class SimCustomer:
             self._unread_agent.clear()
             if self.rec.state != "assigned":
                 return
-            if given < target:
-                await self._say(sc.reply(given, rng))
-                given += 1
+            if self._given < target:
+                await self._say(sc.reply(self._given, rng))
+                self._given += 1
                 continue
             await self._say(pick(rng.choice(sc.thanks), rng))
             await self._finish_with_agent()
@@ -277,13 +316,17 @@ class SimCustomer:
             if left <= 0:
                 await self._end()  # the agent never closed it
                 return
-            await self._until(lambda: bool(self._unread_agent) or self.rec.state != "assigned", left)
+            await self._until(
+                lambda: bool(self._unread_agent) or self.rec.state != "assigned", left
+            )
             if self._unread_agent and self.rec.state == "assigned":
                 self._unread_agent.clear()
                 if not answered:  # "anything else?" gets one answer
                     answered = True
                     await self._pause(self.t.human(rng.uniform(2.0, 5.0)))
-                    await self._say("没有了，谢谢" if self.sc.lang == "zh" else "No, that's all. Thanks")
+                    await self._say(
+                        "没有了，谢谢" if self.sc.lang == "zh" else "No, that's all. Thanks"
+                    )
 
     async def _end(self) -> None:
         if self.rec.state == "closed" or self._gone:
@@ -299,11 +342,11 @@ class SimCustomer:
             return
         if rng.random() >= self.sc.rate:
             return  # many people just close the window
-        score = "dissatisfied" if rec.gave_up_on_agent else self.sc.score(rng)
-        comments = self.sc.comments.get(score)  # type: ignore[call-overload]
+        score: Score = "dissatisfied" if rec.gave_up_on_agent else self.sc.score(rng)
+        comments = self.sc.comments.get(score)
         comment = rng.choice(comments) if comments and rng.random() < 0.5 else ""
         await self._pause(self.t.human(rng.uniform(2.0, 6.0)))
-        await self._send(p.Rate(conv=rec.conv, score=score, comment=comment))  # type: ignore[arg-type]
+        await self._send(p.Rate(conv=rec.conv, score=score, comment=comment))
         if await self._until(lambda: self._rated, self.t.reply_timeout):
             rec.rating = score
 
@@ -321,7 +364,7 @@ class SimCustomer:
             if (self.rec.state == "assigned" and typing >= 1.0
                     and time.monotonic() - self._last_typing >= self.t.typing_every):  # fmt: skip
                 self._last_typing = time.monotonic()
-                if await self._send(p.Typing(conv=self.rec.conv, on=True)):
+                if await self._send(p.Typing(conv=self.rec.conv, on=True), retry=False):
                     self.rec.typing_sent += 1
             await self._pause(typing)
         if self.rec.state == "closed" or self._gone:
@@ -336,12 +379,20 @@ class SimCustomer:
             self._awaiting_reply = now
         return True
 
-    async def _send(self, frame: p.Frame) -> bool:
+    async def _send(self, frame: p.Frame, retry: bool = True) -> bool:
+        """Send a control frame (HubClient only queues messages for resending);
+        if the link is down, wait for the resume and try once more."""
         await self._pace()
-        ok = await self.client.send(frame)
-        if not ok:
-            self.rec.errors["not_sent"] += 1
-        return ok
+        if await self.client.send(frame):
+            return True
+        if retry and await self._until(
+            lambda: self.client.state.status == "online", self.t.reply_timeout
+        ):
+            await self._pace()
+            if await self.client.send(frame):
+                return True
+        self.rec.errors["not_sent"] += 1
+        return False
 
     async def _pace(self) -> None:
         wait = self._last_frame + self.t.min_gap - time.monotonic()
@@ -411,9 +462,9 @@ class SimCustomer:
                     rec.reply_s.append(now - self._awaiting_reply)
                     self._awaiting_reply = None
         elif isinstance(frame, p.Ack):
-            rec.acked += 0 if frame.duplicate and frame.msg_id not in self._sent_at else 1
             sent = self._sent_at.pop(frame.msg_id, None)
-            if sent is not None:
+            if sent is not None:  # the first ack of it (a resend may be acked again)
+                rec.acked += 1
                 rec.ack_ms.append((time.perf_counter() - sent) * 1000.0)
         elif isinstance(frame, p.ConvState):
             self._set_state(frame.state, frame.reason, now)

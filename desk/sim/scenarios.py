@@ -18,7 +18,8 @@ import yaml
 from msgspec import Meta, Struct
 
 DEFAULT_SCENARIOS = Path(__file__).resolve().parent.parent / "data" / "scenarios.yaml"
-SCORES = ("very_satisfied", "satisfied", "dissatisfied")
+Score = Literal["very_satisfied", "satisfied", "dissatisfied"]
+SCORES: tuple[Score, ...] = ("very_satisfied", "satisfied", "dissatisfied")
 
 Prob = Annotated[float, Meta(ge=0.0, le=1.0)]
 NonNeg = Annotated[float, Meta(ge=0.0)]
@@ -50,7 +51,9 @@ class Scenario(Struct, forbid_unknown_fields=True, kw_only=True):
     name: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=40)]
     weight: NonNeg = 1.0
     lang: Literal["zh", "en"] = "zh"
-    flags: Annotated[list[Annotated[str, Meta(min_length=1, max_length=24)]], Meta(max_length=8)] = []
+    flags: Annotated[
+        list[Annotated[str, Meta(min_length=1, max_length=24)]], Meta(max_length=8)
+    ] = []
     channels: list[Annotated[str, Meta(min_length=1, max_length=32)]] = []
     names: list[Annotated[str, Meta(min_length=1, max_length=64)]] = []
     expect: Literal["answer", "handoff", "miss"] | None = None
@@ -67,7 +70,7 @@ class Scenario(Struct, forbid_unknown_fields=True, kw_only=True):
     typing_cps: Annotated[float, Meta(gt=0.0)] = 1.5
     rate: Prob = 0.85
     rating: Rating = msgspec.field(default_factory=lambda: Rating(4, 5, 1))
-    comments: dict[Literal["very_satisfied", "satisfied", "dissatisfied"], list[str]] = {}
+    comments: dict[Score, list[str]] = {}
 
     def problems(self) -> list[str]:
         """What is wrong beyond single-field types and ranges."""
@@ -78,7 +81,9 @@ class Scenario(Struct, forbid_unknown_fields=True, kw_only=True):
                 if not variants or any(not v.strip() for v in variants):
                     out.append(f"{field}[{i}] is empty")
         if self.human_after is None and not self.opening:
-            out.append("opening is empty and human_after is not set: the customer would say nothing")
+            out.append(
+                "opening is empty and human_after is not set: the customer would say nothing"
+            )
         if self.human_after is not None:
             if self.human_after > len(self.opening):
                 out.append(f"human_after is {self.human_after} but there are only "
@@ -114,7 +119,7 @@ class Scenario(Struct, forbid_unknown_fields=True, kw_only=True):
             return pick(self.replies[index], rng)
         return pick(rng.choice(self.filler or self.replies), rng)
 
-    def score(self, rng: random.Random) -> str:
+    def score(self, rng: random.Random) -> Score:
         return rng.choices(SCORES, weights=self.rating.weights())[0]
 
 
@@ -191,12 +196,38 @@ _SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁"
     "任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严武戴孔汤"
 )
-_GIVEN = ("晓燕", "建国", "丽娟", "志强", "海波", "秀英", "婷婷", "俊杰", "雪梅", "子轩", "浩然", "欣怡", "国华", "桂兰")
+_GIVEN = (
+    "晓燕",
+    "建国",
+    "丽娟",
+    "志强",
+    "海波",
+    "秀英",
+    "婷婷",
+    "俊杰",
+    "雪梅",
+    "子轩",
+    "浩然",
+    "欣怡",
+    "国华",
+    "桂兰",
+)
 # Weighted honorifics: how customers appear in a bank's chat (name from the app profile).
 _TITLES = (("先生", 45), ("女士", 40), ("小姐", 8), ("总", 3), ("老师", 4))
 _ELDER_TITLES = (("阿姨", 40), ("叔叔", 20), ("大爷", 20), ("奶奶", 15), ("爷爷", 5))
 _EN_FIRST = ("David", "Sarah", "Michael", "Emma", "James", "Anna", "Tom", "Lucy", "Daniel", "Maria")
-_EN_LAST = ("Smith", "Chen", "Garcia", "Müller", "Brown", "Wong", "Johnson", "Kim", "Rossi", "Taylor")
+_EN_LAST = (
+    "Smith",
+    "Chen",
+    "Garcia",
+    "Müller",
+    "Brown",
+    "Wong",
+    "Johnson",
+    "Kim",
+    "Rossi",
+    "Taylor",
+)
 
 
 def customer_name(sc: Scenario, rng: random.Random) -> str:
