@@ -372,12 +372,12 @@ class AgentDesk(App[None]):
         if chat is None:
             transcript.show(None)
             composer.load("", "")
-            label.update(self.tr("composer.none"))
+            label.update(self.tr("composer.none"), layout=False)
             label.set_classes("")
         else:
             transcript.show(chat.conv)
             composer.load(chat.conv, chat.draft)
-            label.update(self.tr("composer.to", slot=chat.slot, name=chat.name))
+            label.update(self.tr("composer.to", slot=chat.slot, name=chat.name), layout=False)
             label.set_classes(f"slot-color-{chat.slot}")
             composer.focus()
         self.refresh_outbox()
@@ -387,8 +387,12 @@ class AgentDesk(App[None]):
         chat = self.model.current
         pending = [ln for ln in chat.lines if ln.pending] if chat else []
         box = self.query_one("#outbox", Static)
+        text = "\n".join(f"⌛ {self.tr('pending')} {ln.text[:60]}" for ln in pending)
+        if text == getattr(box, "_shown_text", None):
+            return  # nothing changed: no redraw, no layout pass
+        box._shown_text = text  # type: ignore[attr-defined]
         box.display = bool(pending)
-        box.update("\n".join(f"⌛ {self.tr('pending')} {ln.text[:60]}" for ln in pending))
+        box.update(text)
 
     def queue_bars(self) -> None:
         """Refresh the strip and watermark soon, once for a burst of frames

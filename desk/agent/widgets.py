@@ -60,7 +60,8 @@ class SlotTab(Static):
         key = (content.markup if isinstance(content, Text) else content, tuple(sorted(self.classes)))
         if key != self._shown:
             self._shown = key
-            super().update(content, **kw)  # type: ignore[arg-type]
+            # A tab's size never depends on its text: no layout pass needed.
+            super().update(content, layout=False)  # type: ignore[arg-type]
 
     def show(self, chat: Chat | None, active: bool, now: float, tr: Tr) -> None:
         self.set_class(active, "active")
@@ -409,7 +410,7 @@ class Watermark(Static):
         text.append(f" {now} ", style="bold")
         if not bell:
             text.append(" 🔕", style="dim")
-        self.update(text)
+        self.update(text, layout=False)  # one line, fixed height: no layout pass
 
 
 def now() -> float:
