@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -175,21 +176,18 @@ class SQLiteStore:
     async def _commit(self, batch: list[_Write]) -> None:
         conn = self._wconn
         assert conn is not None
+        groups: list[tuple[str, list[tuple[Any, ...]]]] = []
+        for w in batch:  # consecutive writes of one shape run as one executemany
+            if groups and groups[-1][0] == w.sql:
+                groups[-1][1].append(w.params)
+            else:
+                groups.append((w.sql, [w.params]))
         try:
-            await conn.execute("BEGIN IMMEDIATE")
-            i = 0
-            while i < len(batch):
-                j = i + 1
-                while j < len(batch) and batch[j].sql == batch[i].sql:
-                    j += 1
-                if j - i == 1:
-                    await conn.execute(batch[i].sql, batch[i].params)
-                else:
-                    await conn.executemany(batch[i].sql, [w.params for w in batch[i:j]])
-                i = j
-            await conn.execute("COMMIT")
-        except Exception as exc:
-            await self._rollback()
+            # The whole transaction in one trip to aiosqlite's thread: a group
+            # commit is one hop, not one per statement (aiosqlite has no public
+            # call for "run this function on the connection's thread").
+            await conn._execute(_run_transaction, conn._conn, groups)
+        except Exception as exc:  # isolate the bad write, keep the rest
             if len(batch) == 1:
                 self._fail(batch[0], exc)
                 return
@@ -216,13 +214,6 @@ class SQLiteStore:
             log.warning("checkpoint failed: %s", exc)
         finally:
             self._checkpoint = None
-
-    async def _rollback(self) -> None:
-        try:
-            assert self._wconn is not None
-            await self._wconn.execute("ROLLBACK")
-        except Exception:
-            pass
 
     def _fail(self, write: _Write, exc: Exception) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
@@ -519,6 +510,21 @@ class SQLiteStore:
     async def query(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         """Read-only SQL for reports and tests (never on a hot path)."""
         return await self._all(sql, params)
+
+
+def _run_transaction(conn: sqlite3.Connection, groups: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+    """Runs on the writer connection's thread: one transaction, committed or rolled back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, rows in groups:
+            if len(rows) == 1:
+                conn.execute(sql, rows[0])
+            else:
+                conn.executemany(sql, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _audit_hash(prev: str, ts: float, actor: str, action: str, target: str, body: str) -> str:
