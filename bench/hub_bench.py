@@ -71,8 +71,12 @@ async def process(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process,
             await proc.wait()
 
 
+SYNC = ["--sync", "full"]
+
+
 def hub_args(db: Path) -> list[str]:
-    return ["-m", "desk.cli", "hub", "--port", "0", "--db", str(db), "--idle", "3600", "--rate", "10000", "--no-bot"]
+    return ["-m", "desk.cli", "hub", "--port", "0", "--db", str(db), "--idle", "3600", "--rate", "10000",
+            "--no-bot", *SYNC]  # fmt: skip
 
 
 class Pairs:
@@ -362,6 +366,15 @@ async def main() -> None:
                           "p99_ratio": hub_l["p99_ms"] / relay_l["p99_ms"]}  # fmt: skip
     print(f"  relay p50 {relay_l['p50_ms']:.2f} ms  p99 {relay_l['p99_ms']:.2f} ms")
     print(f"  hub   p50 {hub_l['p50_ms']:.2f} ms  p99 {hub_l['p99_ms']:.2f} ms  (ratio {results['latency']['p99_ratio']:.2f})")
+    global SYNC
+    SYNC = ["--sync", "normal"]  # acks durable against a crash, not a power cut: the fsync leaves the path
+    await hub_setup(tmp / "n.db", (n_pairs + 4) // 5)
+    hub_n = await hub_phase(tmp / "n.db", n_pairs, seconds, 0, offered)
+    SYNC = ["--sync", "full"]
+    results["latency"]["hub_sync_normal"] = hub_n
+    results["latency"]["p99_ratio_sync_normal"] = hub_n["p99_ms"] / relay_l["p99_ms"]
+    print(f"  hub, synchronous=NORMAL: p50 {hub_n['p50_ms']:.2f} ms  p99 {hub_n['p99_ms']:.2f} ms  "
+          f"(ratio {results['latency']['p99_ratio_sync_normal']:.2f})")
 
     waiting = 100 if args.quick else 300
     d = await dispatch_phase(tmp / "d.db", waiting)

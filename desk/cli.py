@@ -58,7 +58,7 @@ def _hub_config(args: argparse.Namespace) -> HubConfig:
         customer_idle_s=args.idle, default_group=args.default_group,
         rate_per_s=args.rate, rate_burst=max(1, int(args.rate * 2)),
         kb_path=None if args.no_bot else Path(args.kb),
-        origins=[None, *args.origin],
+        origins=[None, *args.origin], sqlite_synchronous=args.sync.upper(),
     )  # fmt: skip
 
 
@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("--rate", type=float, default=20.0, help="frames/s allowed per connection")
     hub.add_argument("--kb", default=str(DEFAULT_KB), help="knowledge base YAML (reloaded when it changes)")
     hub.add_argument("--no-bot", action="store_true", help="no bot: new chats go straight to the queue")
+    hub.add_argument("--sync", choices=["full", "normal"], default="full",
+                     help="full: an ack survives power loss; normal: it survives a hub crash (faster)")
     hub.add_argument("--origin", action="append", default=[],
                      help="allow browser clients from this Origin (repeatable)")
 
