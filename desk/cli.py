@@ -240,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Even with -v, these libraries must not log frames or SQL parameters:
+    # passwords, tokens and message bodies would reach the log.
+    for noisy in ("websockets", "aiosqlite"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
     try:
         if args.cmd == "hub":
             asyncio.run(_run_hub(_hub_config(args)))

@@ -99,6 +99,10 @@ class Conversation:
     unanswered_since: float | None = None  # oldest customer line the agent has not answered
     queue_sent: tuple[int, int | None] | None = None
     grace: asyncio.TimerHandle | None = None
+    # Each assignment gets a new epoch; only the write of the current one may
+    # show the chat, and only once it is durable (`durable_agent`).
+    epoch: int = 0
+    durable_agent: str | None = None
 
     @property
     def id(self) -> str:
@@ -132,6 +136,8 @@ class Hub:
         self.logged_in_at: dict[str, float] = {}
         self._agent_grace: dict[str, asyncio.TimerHandle] = {}
         self._failures: dict[str, deque[float]] = {}
+        self._attempts: dict[str, list[tuple[float, object]]] = {}  # logins being checked now
+        self.revoked: set[str] = set()  # token hashes logged out since start
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.metrics = Metrics()
@@ -207,6 +213,7 @@ class Hub:
                     self.router.restore_queued(rec.id, rec.grp, rec.klass, rec.asked_at, True, None)
                     continue
                 self.router.restore_assigned(rec.id, rec.grp, rec.klass, rec.agent_id, rec.assigned_at)
+                conv.durable_agent = rec.agent_id  # it came from the database
         for (conv_id, sender, msg_id), seq in sent.items():
             self.convs[conv_id].msg_ids[(sender, msg_id)] = (seq, None)
         # Agents holding chats are not connected after a restart: their grace starts now.
@@ -424,6 +431,17 @@ class Hub:
             self.store.audit(f.user, "login_throttled", detail={"peer": session.peer})
             session.error("throttled", "too many failed logins; wait a minute and try again", ref="login")
             return
+        # Count this attempt before the slow password check, so a burst of
+        # parallel guesses meets the throttle too; a success takes it back.
+        attempt = (now, object())
+        self._attempts.setdefault(f.user, []).append(attempt)
+        try:
+            await self._login_checked(session, f, now)
+        finally:
+            with contextlib.suppress(ValueError):
+                self._attempts[f.user].remove(attempt)
+
+    async def _login_checked(self, session: Session, f: p.Login, now: float) -> None:
         user = await self._load_user(f.user)
         sess_id = ""
         ok = False
@@ -448,6 +466,10 @@ class Hub:
         if not f.token:
             sess_id = new_id("s")
             await self.store.add_token(th, user.id, sess_id, now)  # valid before it is handed out
+        if th in self.revoked:  # logged out while this login was being checked
+            session.error("bad_credentials", "wrong user, password or token", ref="login")
+            session.kill(CLOSE_LOGGED_OUT, "logged out")
+            return
         session.role, session.principal, session.name, session.token_hash = user.role, user.id, user.name, th
         self.store.audit(user.id, "login", detail={"peer": session.peer, "session": sess_id,
                                                     "via": "token" if f.token else "password"})
@@ -468,9 +490,10 @@ class Hub:
         session.send(p.LoginOk(user=user.id, role="agent", name=user.name, token=token, session=sess_id,
                                status=agent.status, max_chats=agent.max_chats,
                                groups=sorted(agent.groups)))  # type: ignore[arg-type]
-        held = sorted(agent.chats)
-        for conv_id in held:
-            self._grant(user.id, conv_id, after=f.cursors.get(conv_id, 0), resumed=conv_id in f.cursors)
+        for conv_id in sorted(agent.chats):
+            conv = self.convs.get(conv_id)
+            if conv is not None and conv.durable_agent == user.id:  # pending ones come when stored
+                self._grant(user.id, conv_id, after=f.cursors.get(conv_id, 0), resumed=conv_id in f.cursors)
         for conv_id in f.cursors:
             if conv_id not in agent.chats:
                 session.send(p.Unassigned(conv=conv_id, reason="not_yours"))
@@ -482,12 +505,13 @@ class Hub:
     def _throttled(self, user: str, peer: str, now: float) -> bool:
         window, limit = self.config.login_window_s, self.config.login_failures
         for key in (user, "@" + peer):
-            q = self._failures.get(key)
-            if not q:
-                continue
+            q = self._failures.get(key, deque())
             while q and q[0] < now - window:
                 q.popleft()
-            if len(q) >= limit:
+            # Logins of one user still being checked count as failures to come;
+            # for an address they do not (a whole office may log in at once).
+            pending = len(self._attempts.get(key, ())) if key == user else 0
+            if len(q) + pending >= limit:
                 return True
         return False
 
@@ -495,6 +519,7 @@ class Hub:
         if session.role == "customer":
             session.error("forbidden", "customers end chats with end", ref="logout")
             return
+        self.revoked.add(session.token_hash)
         self.store.revoke_token(session.token_hash, self.clock())
         self.store.audit(session.principal, "logout")
         await self.store.barrier()
@@ -553,7 +578,7 @@ class Hub:
         conv.rec.handoff = {**conv.rec.handoff, "reason": "transfer", "transfer_note": note,
                             "transferred_from": self._name(agent_id)}
         self.store.update_conversation(conv.id, transfers=conv.rec.transfers, handoff=conv.rec.handoff)
-        self.store.add_transfer(conv.id, agent_id, f.group or "", f.agent or "", note, now)
+        stored = self.store.add_transfer(conv.id, agent_id, f.group or "", f.agent or "", note, now)
         self.store.audit(agent_id, "transfer", target=conv.id,
                          detail={"group": f.group or "", "agent": f.agent or ""})
         if note:
@@ -561,7 +586,9 @@ class Hub:
                          sender_name=self._name(agent_id), text=f"[转接备注] {note}")
         self._append(conv, kind="system", sender="system", text=_t(conv.rec.lang, "transfer", target=target))
         self._apply(effects, reasons={conv.id: "transferred"})
-        session.send(p.Ok(ref="transfer", conv=conv.id))
+        barrier = self.store.barrier()  # ok means durable: after the transfer and the moves it caused
+        _then(barrier, lambda: session.send(p.Ok(ref="transfer", conv=conv.id)))
+        del stored
 
     async def _on_close(self, session: Session, f: p.Close) -> None:
         conv = self._agent_conv(session, f.conv, "close")
@@ -667,7 +694,7 @@ class Hub:
         self.store.update_conversation(conv.id, transfers=conv.rec.transfers)
         self.store.audit(session.principal, "reassign", target=conv.id, detail={"agent": f.agent})
         self._apply(effects, reasons={conv.id: "reassigned"})
-        session.send(p.Ok(ref="reassign", conv=conv.id))
+        _then(self.store.barrier(), lambda: session.send(p.Ok(ref="reassign", conv=conv.id)))
 
     async def _on_agentset(self, session: Session, f: p.AgentSet) -> None:
         user = await self._load_user(f.agent)
@@ -932,14 +959,17 @@ class Hub:
                 fut = self.store.update_conversation(
                     rec.id, state="assigned", agent_id=e.agent, assigned_at=now, front=False, last_agent=e.agent
                 )
-                _then(fut, partial(self._assigned, conv, e.agent))
+                conv.epoch += 1
+                conv.durable_agent = None
+                _then(fut, partial(self._assigned, conv, e.agent, conv.epoch))
                 self._append(conv, kind="system", sender="system",
                              text=_t(rec.lang, "joined", agent=self._name(e.agent)))
                 self.metrics.assignments += 1
                 self.board.touch_agent(e.agent)
             elif isinstance(e, Unassigned):
                 session = self.agent_sessions.get(e.agent)
-                if session is not None:
+                conv.durable_agent = None
+                if session is not None and rec.id in session.visible:  # never name a chat it was not shown
                     session.visible.discard(rec.id)
                     session.drop_sync(rec.id)
                     session.send(p.Unassigned(conv=rec.id, reason=(reasons or {}).get(rec.id, e.reason)))
@@ -977,10 +1007,11 @@ class Hub:
         if effects:
             self.board.touch_queues(groups)
 
-    def _assigned(self, conv: Conversation, agent_id: str) -> None:
+    def _assigned(self, conv: Conversation, agent_id: str, epoch: int) -> None:
         """The assignment is durable: tell the agent and the customer."""
-        if conv.rec.agent_id != agent_id:
-            return  # it moved on before the write landed
+        if conv.rec.agent_id != agent_id or conv.epoch != epoch:
+            return  # it moved on (or was assigned again) before this write landed
+        conv.durable_agent = agent_id
         self._grant(agent_id, conv.id, after=0, resumed=False)
         self._to_customer(conv, p.ConvState(conv=conv.id, state="assigned", agent_name=self._name(agent_id)))
         for watcher in conv.watchers:
@@ -991,8 +1022,8 @@ class Hub:
         """Show an assigned chat to its agent's session: the card, then history."""
         session = self.agent_sessions.get(agent_id)
         conv = self.convs.get(conv_id)
-        if session is None or conv is None:
-            return
+        if session is None or conv is None or conv_id in session.visible:
+            return  # no one to show it to, or shown already
         rec = conv.rec
         h = rec.handoff
         session.visible.add(conv_id)

@@ -29,7 +29,8 @@ Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_CHARS)]
 Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
 Text = Annotated[str, Meta(min_length=1)]  # length checked by the hub: clearer error
 NoteText = Annotated[str, Meta(max_length=MAX_NOTE_CHARS)]
-Seq = Annotated[int, Meta(ge=0)]
+MAX_INT = 2**53  # bounded: a number past SQLite's range must be a bad frame, not a crash
+Seq = Annotated[int, Meta(ge=0, le=MAX_INT)]
 Flag = Annotated[str, Meta(min_length=1, max_length=24)]
 
 Score = Literal["very_satisfied", "satisfied", "dissatisfied"]
@@ -183,7 +184,7 @@ class Reveal(Frame, tag="reveal"):
     """An agent unmasks the ID/phone numbers of a chat on screen (audited)."""
 
     conv: Id
-    seq: Annotated[int, Meta(ge=0)] = 0  # 0: the whole chat
+    seq: Seq = 0  # 0: the whole chat
 
 
 class DirectoryGet(Frame, tag="directory_get"):
@@ -224,7 +225,7 @@ class AuditGet(Frame, tag="audit_get"):
     """The newest audit entries (before ``before_id`` when paging back)."""
 
     limit: Annotated[int, Meta(ge=1, le=500)] = 100
-    before_id: Annotated[int, Meta(ge=0)] = 0
+    before_id: Seq = 0
     action: Annotated[str, Meta(max_length=40)] = ""
 
 

@@ -33,6 +33,7 @@ from .schema import migrate
 log = logging.getLogger("hub.store")
 
 MAX_BATCH = 1024
+_AUDIT = "-- audit entry, chained in the transaction --"  # a write the writer thread handles itself
 CHECKPOINT_EVERY = 200  # commits between background WAL checkpoints
 _NOOP = "UPDATE meta SET v=v WHERE k='schema'"  # a write that changes nothing
 GENESIS = "0" * 64
@@ -100,7 +101,6 @@ class SQLiteStore:
         self._cconn: aiosqlite.Connection | None = None
         self._checkpoint: asyncio.Task[None] | None = None
         self._since_checkpoint = 0
-        self._audit_prev = GENESIS
         self.healthy = False
         self.commits = 0
         self.writes = 0
@@ -124,9 +124,6 @@ class SQLiteStore:
         self._rconn = await aiosqlite.connect(self.path)
         self._rconn.row_factory = aiosqlite.Row
         await self._rconn.execute("PRAGMA busy_timeout=5000")
-        async with self._rconn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1") as cur:
-            row = await cur.fetchone()
-        self._audit_prev = row[0] if row else GENESIS
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
         self.healthy = True
 
@@ -285,17 +282,10 @@ class SQLiteStore:
     def audit(
         self, actor: str, action: str, target: str = "", detail: dict[str, Any] | None = None
     ) -> asyncio.Future[None]:
-        # The chain is computed at submit time: submission order is commit order.
-        ts = time.time()
-        body = _dump(detail or {})
-        digest = _audit_hash(self._audit_prev, ts, actor, action, target, body)
-        prev, self._audit_prev = self._audit_prev, digest
-        return self._submit(
-            "INSERT INTO audit(ts, actor, action, target, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?)",
-            (ts, actor, action, target, body, prev, digest),
-        )
-
-    # -- phrasebook ------------------------------------------------------------
+        # The hash chain is computed inside the writing transaction (see
+        # _run_transaction), which holds SQLite's write lock: a CLI writing
+        # to the same file while the hub runs extends the same chain.
+        return self._submit(_AUDIT, (time.time(), actor, action, target, _dump(detail or {})))
 
     def put_phrase(self, phrase: Phrase, by: str) -> asyncio.Future[None]:
         self._bump_phrases()
@@ -517,7 +507,9 @@ def _run_transaction(conn: sqlite3.Connection, groups: list[tuple[str, list[tupl
     conn.execute("BEGIN IMMEDIATE")
     try:
         for sql, rows in groups:
-            if len(rows) == 1:
+            if sql == _AUDIT:
+                _append_audit(conn, rows)
+            elif len(rows) == 1:
                 conn.execute(sql, rows[0])
             else:
                 conn.executemany(sql, rows)
@@ -525,6 +517,19 @@ def _run_transaction(conn: sqlite3.Connection, groups: list[tuple[str, list[tupl
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _append_audit(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Chain each entry to the last one stored, inside the write transaction."""
+    last = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    prev = last[0] if last else GENESIS
+    for ts, actor, action, target, body in rows:
+        digest = _audit_hash(prev, ts, actor, action, target, body)
+        conn.execute(
+            "INSERT INTO audit(ts, actor, action, target, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?)",
+            (ts, actor, action, target, body, prev, digest),
+        )
+        prev = digest
 
 
 def _audit_hash(prev: str, ts: float, actor: str, action: str, target: str, body: str) -> str:

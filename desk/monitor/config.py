@@ -1,0 +1,83 @@
+"""The monitor's settings: a TOML file (``~/.config/desk1v5/monitor.toml`` or
+``$DESK_MONITOR_CONFIG``), overridden by command-line flags.
+
+    lang = "zh"                 # UI language: zh or en
+    url = "ws://127.0.0.1:8765/"
+    user = "sup"
+    bell = true                 # ring the terminal bell on alerts of the kinds below
+    bell_alerts = ["raised_hand", "unanswered", "queue_wait", "failed_login_burst"]
+    figures_every_s = 30        # ask for bot misses and phrase stats this often
+    save_token = true           # remember the login token (not the password)
+
+    [keys]                      # binding id = keys (comma separated)
+    watch = "f7,ctrl+k"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_BELL_ALERTS = ["raised_hand", "unanswered", "queue_wait", "failed_login_burst"]
+
+
+def default_path() -> Path:
+    env = os.environ.get("DESK_MONITOR_CONFIG")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "desk1v5" / "monitor.toml"
+
+
+@dataclass
+class MonitorConfig:
+    path: Path = field(default_factory=default_path)
+    lang: str | None = None
+    url: str = "ws://127.0.0.1:8765/"
+    user: str = ""
+    bell: bool = True
+    bell_alerts: list[str] = field(default_factory=lambda: list(DEFAULT_BELL_ALERTS))
+    figures_every_s: float = 30.0
+    save_token: bool = True
+    keys: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> MonitorConfig:
+        path = path or default_path()
+        cfg = cls(path=path)
+        if path.exists():
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            for name in ("lang", "url", "user", "bell", "figures_every_s", "save_token"):
+                if name in data:
+                    setattr(cfg, name, data[name])
+            if "bell_alerts" in data:
+                cfg.bell_alerts = [str(k) for k in data["bell_alerts"]]
+            cfg.keys = {str(k): str(v) for k, v in data.get("keys", {}).items()}
+        return cfg
+
+    @property
+    def token_path(self) -> Path:
+        # Not the agent desk's token file: one person may run both on one machine.
+        return self.path.with_name("monitor-token")
+
+    def saved_token(self, user: str) -> str:
+        try:
+            saved_user, token = self.token_path.read_text(encoding="utf-8").split("\n", 1)
+        except (OSError, ValueError):
+            return ""
+        return token.strip() if saved_user == user else ""
+
+    def save_token_for(self, user: str, token: str) -> None:
+        if not self.save_token:
+            return
+        with contextlib.suppress(OSError):
+            self.token_path.parent.mkdir(parents=True, exist_ok=True)
+            self.token_path.write_text(f"{user}\n{token}", encoding="utf-8")
+            self.token_path.chmod(0o600)  # a supervisor's token opens the monitor: keep it private
+
+    def forget_token(self) -> None:
+        with contextlib.suppress(OSError):
+            self.token_path.unlink()

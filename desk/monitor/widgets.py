@@ -1,0 +1,324 @@
+"""The monitor's widgets. Each renders what the app gives it (the board
+model, a frame's rows) and never touches the network.
+
+The agents table (agents_table.py) draws only the rows on screen and redraws
+a row only when one of its cells changed, so a board of 2,000 agents costs
+per second what changed in it, not 2,000 rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from rich.table import Table
+from rich.text import Text
+from textual import events
+from textual.containers import Vertical
+from textual.widgets import DataTable, Label, Sparkline, Static
+from textual.widgets.data_table import CellDoesNotExist
+
+from desk.agent.widgets import Transcript
+from desk.i18n import Tr
+from server import protocol as p
+
+from .agents_table import WAIT_STYLES, AgentsTable
+from .model import BoardModel, count, duration, percent, wait_level
+
+__all__ = ["AgentsTable", "AlertsTable", "AuditTable", "QueueCharts", "QueuesTable", "RankList", "SidePanel",
+           "TodayPanel", "TopBar", "WatchTranscript"]  # fmt: skip
+
+ALERT_STYLES = {"raised_hand": "bold magenta", "unanswered": "bold red", "queue_wait": "bold dark_orange",
+                "failed_login_burst": "bold red", "failed_login": "yellow"}  # fmt: skip
+
+
+def clock_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%H:%M:%S") if ts else "—"
+
+
+QUEUE_COLUMNS = (
+    ("group", "col.group", 12),
+    ("waiting", "col.waiting", 5),
+    ("by_priority", "col.by_priority", 10),
+    ("longest", "col.longest", 6),
+    ("eta", "col.eta", 6),
+    ("online", "col.online", 5),
+    ("abandoned", "col.abandoned", 6),
+)
+
+
+class QueuesTable(DataTable[Text]):
+    def __init__(self, tr: Tr, **kw: object) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kw)  # type: ignore[arg-type]
+        self.tr = tr
+        self._rows: set[str] = set()
+
+    def on_mount(self) -> None:
+        for key, label, width in QUEUE_COLUMNS:
+            self.add_column(self.tr(label), key=key, width=width)
+
+    def cells(self, model: BoardModel, group: str, now: float) -> list[Text]:
+        st = model.queues[group]
+        q = st.row
+        pri = q.by_priority
+        longest = st.longest(now)
+        level = wait_level(longest)
+        return [
+            Text(group, style="bold"),
+            Text(str(q.waiting), style="bold" if q.waiting else "dim"),
+            Text(f"{pri.get('urgent', 0)}/{pri.get('priority', 0)}/{pri.get('normal', 0)}",
+                 style="red" if pri.get("urgent") else ""),
+            Text(duration(longest) if q.waiting else "—", style=WAIT_STYLES[level] if q.waiting else "dim"),
+            Text(duration(q.eta_s) if q.eta_s is not None else "—"),
+            Text(str(q.agents_online), style="bold red" if q.waiting and not q.agents_online else ""),
+            Text(str(q.abandoned), style="dark_orange" if q.abandoned else "dim"),
+        ]  # fmt: skip
+
+    def apply(self, model: BoardModel, groups: Iterable[str], now: float) -> None:
+        for gone in [g for g in self._rows if g not in model.queues]:
+            self._rows.discard(gone)
+            self.remove_row(gone)
+        for group in groups:
+            if group not in model.queues:
+                continue
+            cells = self.cells(model, group, now)
+            if group not in self._rows:
+                self._rows.add(group)
+                self.add_row(*cells, key=group)
+                self.sort("group", key=lambda cell: cell.plain)
+            else:
+                for (key, _, _), cell in zip(QUEUE_COLUMNS, cells, strict=True):
+                    self.update_cell(group, key, cell)
+
+    def tick(self, model: BoardModel, now: float) -> None:
+        for group, st in model.queues.items():
+            if st.row.waiting and group in self._rows:
+                self.update_cell(group, "longest", self.cells(model, group, now)[3])
+
+    def current_group(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        except CellDoesNotExist:
+            return None
+        return key.value
+
+
+class QueueCharts(Vertical):
+    """Queue length and arrivals over the last 30 minutes (Textual sparklines)."""
+
+    def __init__(self, tr: Tr, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.tr = tr
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        yield Label("", id="lengths-label", classes="chart-label")
+        yield Sparkline([], id="lengths", summary_function=max)
+        yield Label("", id="arrivals-label", classes="chart-label")
+        yield Sparkline([], id="arrivals", summary_function=max)
+
+    def show(self, model: BoardModel, group: str | None) -> None:
+        lengths, arrivals = model.queue_series(group)
+        name = group or self.tr("queues.all")
+        for key, series in (("lengths", lengths), ("arrivals", arrivals)):
+            peak = max(series, default=0)
+            now = series[-1] if series else 0
+            label = Text(self.tr(f"queues.{key}", group=name) + "  ", style="bold")
+            label.append(self.tr("queues.peak", now=now, peak=peak), style="dim")
+            self.query_one(f"#{key}-label", Label).update(label)
+            self.query_one(f"#{key}", Sparkline).data = [float(v) for v in series] or [0.0]
+
+
+class TodayPanel(Static):
+    """Today's figures from the board's totals (any missing figure shows '—')."""
+
+    def show(self, model: BoardModel, tr: Tr) -> None:
+        t = model.total
+        table = Table.grid(padding=(0, 2))
+        table.add_column(no_wrap=True)
+        table.add_column()
+        vs, s, d = t("sat_very_satisfied"), t("sat_satisfied"), t("sat_dissatisfied")
+        rated = sum(x for x in (vs, s, d) if x is not None)
+        sat = percent(((vs or 0) + (s or 0)) / rated) if rated else "—"
+
+        def share(x: float | None) -> str:
+            return "—" if x is None else (f"{int(x)} ({percent(x / rated)})" if rated else f"{int(x)}")
+
+        abandoned = f"{count(t('abandoned'))} ({percent(t('abandon_rate'))})"
+        answer = percent(t("answer_rate"))
+        if t("asked") is not None and t("answered") is not None:
+            answer += f" ({count(t('answered'))}/{count(t('asked'))})"
+        bot = f"{percent(t('bot_containment'))} ({count(t('bot_contained'))})"
+        rows = [
+            ("fig.answer_rate", Text(answer, style="bold")),
+            ("fig.abandoned", Text(abandoned)),
+            ("fig.frt", Text(f"{duration(t('frt_p50_s'))} / {duration(t('frt_p90_s'))}")),
+            ("fig.handle", Text(duration(t("handle_p50_s")))),
+            ("fig.fcr", Text(percent(t("fcr_rate")))),
+            ("fig.sat", Text(sat, style="bold")),
+            ("fig.sat_vs", Text(share(vs), style="green")),
+            ("fig.sat_s", Text(share(s))),
+            ("fig.sat_d", Text(share(d), style="red" if d else "")),
+            ("fig.bot", Text(bot)),
+            ("fig.started", Text(f"{count(t('chats_started'))} · {count(t('handoffs'))}")),
+            ("fig.messages", Text(count(t("messages")))),
+        ]
+        for key, value in rows:
+            table.add_row(Text(tr(key), style="" if key.startswith("fig.sat_") else "bold"), value)
+        self.update(table)
+
+
+class RankList(Static):
+    """A titled top-N list (bot misses, phrases used most)."""
+
+    def show(self, title: str, rows: list[tuple[str, str]], empty: str, footer: str = "") -> None:
+        text = Text(title + "\n", style="bold")
+        if not rows:
+            text.append(empty + "\n", style="dim")
+        for i, (label, figure) in enumerate(rows, 1):
+            text.append(f"{i:>2}. ", style="dim")
+            text.append(f"{figure:>7}  ", style="cyan")
+            text.append(label + "\n")
+        if footer:
+            text.append(footer, style="dim italic")
+        self.update(text)
+
+
+class AlertsTable(DataTable[Text]):
+    """Every alert since the monitor started, newest first."""
+
+    def __init__(self, tr: Tr, **kw: object) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kw)  # type: ignore[arg-type]
+        self.tr = tr
+        self.by_key: dict[str, p.AlertRow] = {}
+
+    def on_mount(self) -> None:
+        tr = self.tr
+        self.add_column(tr("col.at"), key="at", width=8)
+        self.add_column(tr("col.kind"), key="kind", width=22)
+        self.add_column(tr("col.who"), key="who", width=14)
+        self.add_column(tr("col.conv"), key="conv", width=20)
+
+    def add(self, alerts: Iterable[p.AlertRow], who: Callable[[str], str]) -> None:
+        added = False
+        for a in alerts:
+            key = f"{len(self.by_key)}"
+            self.by_key[key] = a
+            kind = Text(self.tr(f"alert.{a.kind}"), style=ALERT_STYLES.get(a.kind, "bold"))
+            self.add_row(Text(clock_time(a.at)), kind, Text(who(a.who)), Text(a.conv or "", style="dim"), key=key)
+            added = True
+        if added:
+            self.sort("at", key=lambda cell: cell.plain, reverse=True)
+            self.move_cursor(row=0, animate=False)
+
+    def current(self) -> p.AlertRow | None:
+        if not self.row_count:
+            return None
+        try:
+            key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        except CellDoesNotExist:
+            return None
+        return self.by_key.get(key.value or "")
+
+
+class AuditTable(DataTable[Text]):
+    def __init__(self, tr: Tr, **kw: object) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kw)  # type: ignore[arg-type]
+        self.tr = tr
+        self.ids: list[int] = []
+
+    def on_mount(self) -> None:
+        tr = self.tr
+        self.add_column(tr("col.id"), key="id", width=5)
+        self.add_column(tr("col.at"), key="at", width=14)
+        self.add_column(tr("col.actor"), key="actor", width=6)
+        self.add_column(tr("col.action"), key="action", width=14)
+        self.add_column(tr("col.target"), key="target", width=12)
+        self.add_column(tr("col.detail"), key="detail")
+
+    def show(self, rows: list[p.AuditEntry], append: bool) -> None:
+        if not append:
+            self.clear()
+            self.ids = []
+        for r in rows:
+            if r.id in self.ids:
+                continue
+            self.ids.append(r.id)
+            detail = json.dumps(r.detail, ensure_ascii=False, separators=(",", ":")) if r.detail else ""
+            style = "bold red" if "fail" in r.action or "throttl" in r.action else ""
+            stamp = datetime.fromtimestamp(r.ts).strftime("%m-%d %H:%M:%S")
+            self.add_row(Text(str(r.id), style="dim"), Text(stamp), Text(r.actor), Text(r.action, style=style),
+                         Text(r.target), Text(detail[:200], style="dim"), key=str(r.id))  # fmt: skip
+
+    @property
+    def oldest(self) -> int:
+        return min(self.ids, default=0)
+
+
+class TopBar(Static):
+    """Who is watching, the link to the hub, the headline totals and the time."""
+
+    def show(self, tr: Tr, user: str, name: str, conn: str, model: BoardModel, now: float,
+             bell: bool, unseen_alerts: int) -> None:  # fmt: skip
+        dot = {"online": "●", "connecting": "◌", "offline": "◌", "closed": "✕"}.get(conn, "?")
+        conn_style = {"online": "green", "closed": "red"}.get(conn, "yellow")
+        t = model.total
+        text = Text(no_wrap=True, overflow="ellipsis")
+        if self.size.width >= 100 or not user:  # the title gives way to the figures at 80 columns
+            text.append(f" {tr('title')} ", style="bold")
+        if user:
+            text.append(f" {user} {name} ", style="reverse")
+        text.append(f" {dot} {tr('conn.' + conn)} ", style=conn_style)
+        text.append(" " + tr("bar.totals", waiting=count(t("waiting")), active=count(t("active")),
+                             online=count(t("agents_online"))) + " ", style="bold")  # fmt: skip
+        if unseen_alerts:
+            text.append(" " + tr("bar.alerts", n=unseen_alerts) + " ", style="bold white on red")
+        text.append(f" {datetime.fromtimestamp(now).strftime('%H:%M:%S')} ", style="bold")
+        if not bell:
+            text.append(" 🔕", style="dim")
+        self.update(text)
+
+
+class SidePanel(Vertical):
+    """Shown beside the agents table on wide terminals: queues and the latest alerts."""
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        yield Static(id="side-queues")
+        yield Static(id="side-alerts")
+
+    def show(self, tr: Tr, model: BoardModel, now: float, who: Callable[[str], str]) -> None:
+        q = Table(title=tr("side.queues"), title_style="bold", expand=True, box=None, padding=(0, 1))
+        q.add_column(tr("col.group"), no_wrap=True)
+        q.add_column(tr("col.waiting"), justify="right")
+        q.add_column(tr("col.longest"), justify="right")
+        q.add_column(tr("col.eta"), justify="right")
+        for group in sorted(model.queues):
+            st = model.queues[group]
+            longest = st.longest(now)
+            q.add_row(group, str(st.row.waiting),
+                      Text(duration(longest) if st.row.waiting else "—", style=WAIT_STYLES[wait_level(longest)]),
+                      duration(st.row.eta_s) if st.row.eta_s is not None else "—")  # fmt: skip
+        self.query_one("#side-queues", Static).update(q)
+        text = Text(tr("side.alerts") + "\n", style="bold")
+        for a in list(model.alerts)[:12]:
+            text.append(clock_time(a.at) + " ", style="dim")
+            text.append(tr(f"alert.{a.kind}"), style=ALERT_STYLES.get(a.kind, "bold"))
+            text.append(f" {who(a.who)}\n")
+        self.query_one("#side-alerts", Static).update(text)
+
+
+class WatchTranscript(Transcript):
+    """The agent desk's transcript (the same card, masking and layout the agent
+    sees), kept at the newest line when it is shown again in its tab."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Transcript.on_resize re-wraps (Textual calls both handlers); once the
+        # new size is laid out, go to the newest line. force: the scrollbar may
+        # not be shown yet when the tab is first opened.
+        self.call_after_refresh(self._follow)
+
+    def _follow(self) -> None:
+        if self.view is not None and self.view.scroll_y is None:
+            self.scroll_end(animate=False, force=True)
