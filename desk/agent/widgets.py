@@ -153,7 +153,7 @@ class Transcript(ScrollView, can_focus=False):
     histories are, and nothing mounts a widget per message. The handoff card
     stays on top, and the bot part is set apart from the human part."""
 
-    DEFAULT_CSS = "Transcript { height: 1fr; scrollbar-gutter: stable; scrollbar-size-vertical: 1; }"
+    DEFAULT_CSS = "Transcript { height: 1fr; scrollbar-gutter: stable; scrollbar-size-vertical: 1; overflow-x: hidden; }"
 
     def __init__(self, tr: Tr, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
