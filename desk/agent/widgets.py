@@ -181,10 +181,14 @@ class Transcript(ScrollView, can_focus=False):
             self._wrap(self.view)
         self._resize()
         if self.view is not None and self.view.scroll_y is not None:
-            self.scroll_to(y=self.view.scroll_y, animate=False, immediate=True)
+            self.call_after_refresh(self.scroll_to, y=self.view.scroll_y, animate=False)
         else:
-            self.scroll_end(animate=False, immediate=True)
+            self._follow()
         self.refresh()
+
+    def _follow(self) -> None:
+        """Stay on the newest line, once the new virtual size has been laid out."""
+        self.call_after_refresh(self.scroll_end, animate=False)
 
     def on_resize(self, event: events.Resize) -> None:
         # The scrollbar's gutter is always reserved (CSS), so a scrollbar
@@ -195,7 +199,7 @@ class Transcript(ScrollView, can_focus=False):
             if self.view is not None:
                 self._wrap(self.view)
                 self._resize()
-                self.scroll_end(animate=False, immediate=True)
+                self._follow()
 
     @property
     def text_width(self) -> int:
@@ -226,7 +230,7 @@ class Transcript(ScrollView, can_focus=False):
             at_end = self.scroll_offset.y >= self.max_scroll_y - 1
             self._resize()
             if at_end:
-                self.scroll_end(animate=False, immediate=True)
+                self._follow()
             self.refresh()
 
     def _wrap(self, view: ChatView) -> None:
