@@ -315,9 +315,11 @@ class Hub:
         token = new_token()
         rec = ConversationRecord(
             id=new_id("c"),
-            customer_name=f.name.strip() or "customer",
-            channel=f.channel,
-            flags=sorted(set(f.flags)),
+            # Every free-text field is masked like a message: a card number typed
+            # as a name must not be stored or shown either.
+            customer_name=mask_at_rest(f.name.strip()) or "customer",
+            channel=mask_at_rest(f.channel),
+            flags=sorted({mask_at_rest(flag) for flag in f.flags}),
             lang=f.lang,
             token_hash=token_hash(token),
             grp=self.config.default_group,
