@@ -15,11 +15,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from desk.tokens import TokenFile
 
 
 def default_path() -> Path:
@@ -58,20 +59,11 @@ class DeskConfig:
         return self.path.with_name("token")
 
     def saved_token(self, user: str) -> str:
-        try:
-            saved_user, token = self.token_path.read_text(encoding="utf-8").split("\n", 1)
-        except (OSError, ValueError):
-            return ""
-        return token.strip() if saved_user == user else ""
+        return TokenFile(self.token_path).load(user)
 
     def save_token_for(self, user: str, token: str) -> None:
-        if not self.save_token:
-            return
-        with contextlib.suppress(OSError):
-            self.token_path.parent.mkdir(parents=True, exist_ok=True)
-            self.token_path.write_text(f"{user}\n{token}", encoding="utf-8")
-            self.token_path.chmod(0o600)  # a token opens the desk: keep it private
+        if self.save_token:
+            TokenFile(self.token_path).save(user, token)
 
     def forget_token(self) -> None:
-        with contextlib.suppress(OSError):
-            self.token_path.unlink()
+        TokenFile(self.token_path).forget()
