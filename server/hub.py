@@ -580,7 +580,7 @@ class Hub:
         conv.rec.handoff = {**conv.rec.handoff, "reason": "transfer", "transfer_note": note,
                             "transferred_from": self._name(agent_id)}
         self.store.update_conversation(conv.id, transfers=conv.rec.transfers, handoff=conv.rec.handoff)
-        stored = self.store.add_transfer(conv.id, agent_id, f.group or "", f.agent or "", note, now)
+        self.store.add_transfer(conv.id, agent_id, f.group or "", f.agent or "", note, now)
         self.store.audit(agent_id, "transfer", target=conv.id,
                          detail={"group": f.group or "", "agent": f.agent or ""})
         if note:
@@ -590,7 +590,6 @@ class Hub:
         self._apply(effects, reasons={conv.id: "transferred"})
         barrier = self.store.barrier()  # ok means durable: after the transfer and the moves it caused
         _then(barrier, lambda: session.send(p.Ok(ref="transfer", conv=conv.id)))
-        del stored
 
     async def _on_close(self, session: Session, f: p.Close) -> None:
         conv = self._agent_conv(session, f.conv, "close")

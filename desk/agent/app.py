@@ -170,6 +170,7 @@ class AgentDesk(App[None]):
         self._last_typing: dict[str, float] = {}
         self._used: dict[str, set[str]] = {}  # conv -> phrase ids in the draft
         self.sent_count = 0
+        self.hand_up = False
         self._bars_queued = False
 
     # -- layout -------------------------------------------------------------------
@@ -301,8 +302,6 @@ class AgentDesk(App[None]):
         if chat is None:
             return
         self.query_one(Transcript).close(chat.conv)
-        if f.reason == "agent_closed" and f.conv in self.pending_wrapups:
-            pass  # the agent closed it without a code: it stays on the wrap-up list
         if f.reason not in ("agent_closed", "transferred"):
             self.alert(self.tr("notify.closed", slot=chat.slot, name=chat.name, reason=f.reason), bell=True)
         if was_active is chat:
@@ -689,7 +688,7 @@ class AgentDesk(App[None]):
 
     async def action_hand(self) -> None:
         chat = self.model.current
-        self.hand_up = not getattr(self, "hand_up", False)
+        self.hand_up = not self.hand_up
         await self.send(p.RaiseHand(on=self.hand_up, conv=chat.conv if chat else None))
         if not self.hand_up:
             self.notify(self.tr("notify.hand_down"))
