@@ -409,6 +409,17 @@ def check_served_in_order(db: Path, waiting_before: dict[str, Any]) -> int:
     return pairs
 
 
+def customer_story(c: Party) -> str:
+    out = []
+    for n, f in c.frames:
+        name = type(f).__name__
+        extra = getattr(f, "seq", None) or getattr(f, "last_seq", None) or getattr(f, "state", None) or ""
+        if isinstance(f, p.Welcome):
+            extra = f"resumed={f.resumed},last_seq={f.last_seq},state={f.state}"
+        out.append(f"#{n}:{name}({extra})")
+    return " ".join(out)
+
+
 def check_transcripts(customers: list[Party], agents: list[Party], rows: dict[str, list[Row]],
                       convs: dict[str, Any]) -> dict[str, int]:  # fmt: skip
     """Each client's frames over the whole drill: once, in order, complete, its own chats only."""
@@ -421,8 +432,10 @@ def check_transcripts(customers: list[Party], agents: list[Party], rows: dict[st
         seqs = [m.seq for m in got]
         assert all(m.conv == c.conv for m in got), f"{c.name} got another chat's message"
         assert seqs == sorted(set(seqs)), f"{c.name}: out of order or twice: {seqs}"
-        assert customer_should_see(rows[c.conv]) <= set(seqs), (
-            f"{c.name} never got {sorted(customer_should_see(rows[c.conv]) - set(seqs))}")
+        missing = sorted(customer_should_see(rows[c.conv]) - set(seqs))
+        assert not missing, (
+            f"{c.name} never got {missing}; it saw: {customer_story(c)}; stored: "
+            f"{[(r.seq, r.kind, r.sender, round(r.ts, 3)) for r in rows[c.conv]]}")
         assert set(seqs) <= customer_may_see(rows[c.conv])
         checked["customer_frames"] += len(seqs)
         acked = {f.msg_id for f in c.of(p.Ack)}

@@ -39,6 +39,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,10 @@ from server.store import UserRecord
 
 from .conftest import hub_config
 from .helpers import Client, agent, wait_until
-from .proxy import scaled
+from .proxy import record_figures, scaled
 from .test_routing import RouterMachine
+
+FIGURES: dict[str, Counter[str]] = {"races_router": Counter(), "races_hub": Counter()}
 
 # ---------------------------------------------------------------------------------
 # 1. The routing core with a model of the sockets built from its effects
@@ -117,6 +120,10 @@ class RouterVisibilityMachine(RouterMachine):
         self.socket: dict[str, set[str] | None] = {a: None for a in self.agents}  # None: no socket
         self.frames = 0
         self.consumed = 0
+        for a in self.agents[:3]:  # three desks open and online from the start, one still closed
+            self.socket[a] = set()
+            self.r.connect(a, 0)
+            self.r.set_status(a, "online", 0)
 
     # extra rules -----------------------------------------------------------------
 
@@ -163,6 +170,14 @@ class RouterVisibilityMachine(RouterMachine):
             self.r.disconnect(agent, self.tick())
             self.socket[agent] = None
         self._apply_effects()
+
+    def teardown(self) -> None:
+        fig = FIGURES["races_router"]
+        fig["examples"] += 1
+        fig["effects_applied"] += len(self.r.log)
+        fig["socket_frames_modelled"] += self.frames
+        fig["chats"] += self.next_conv
+        record_figures("races_router", dict(fig))
 
     # the model ------------------------------------------------------------------
 
@@ -393,6 +408,11 @@ class HubMachine(RuleBasedStateMachine):
             raise Violation(first)
 
     def teardown(self) -> None:
+        fig = FIGURES["races_hub"]
+        fig["examples"] += 1
+        fig["frames_checked"] += self.frames_checked
+        fig["customers"] += len(self.customers)
+        record_figures("races_hub", dict(fig))
         try:
             if self.ro is not None:
                 self.ro.close()
