@@ -14,16 +14,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from textual import on, work
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Vertical
-from textual.message import Message
 from textual.widgets import Footer, Label, Static
 
 from desk.client import HubClient
 from desk.i18n import Tr, detect_lang
+from desk.link import HubFrame, HubLinkMixin, LinkStatus
 from phrasebook import (
     PhraseIndex,
     UsageRecord,
@@ -44,7 +44,6 @@ from .screens import (
     CloseDialog,
     GuardDialog,
     HelpScreen,
-    LoginScreen,
     PhraseEditor,
     PhrasePicker,
     PickerResult,
@@ -58,18 +57,6 @@ from .widgets import Composer, SlotStrip, SlotTab, Transcript, Watermark
 TYPING_EVERY_S = 2.0
 
 
-class HubFrame(Message):
-    """A frame from the hub, delivered in order by the connection worker."""
-
-    def __init__(self, frame: Any) -> None:
-        super().__init__()
-        self.frame = frame
-
-
-class LinkStatus(Message):
-    def __init__(self, status: str) -> None:
-        super().__init__()
-        self.status = status
 
 
 class DeskCommands(Provider):
@@ -127,7 +114,7 @@ def _bindings(tr: Tr) -> list[Binding]:
     ]
 
 
-class AgentDesk(App[None]):
+class AgentDesk(HubLinkMixin, App[None]):
     CSS_PATH = str(Path(__file__).with_name("desk.tcss"))
     BINDINGS = _bindings(Tr(TEXT, "en"))
     COMMANDS = App.COMMANDS | {DeskCommands}
@@ -193,31 +180,7 @@ class AgentDesk(App[None]):
         self.show_current()
         if not self.connect:
             return
-        if self.user and (self.password or self.config.saved_token(self.user)):
-            self.start_link()
-        else:
-            self.ask_login()
-
-    def ask_login(self, error: str = "") -> None:
-        def done(result: tuple[str, str] | None) -> None:
-            if result:
-                self.user, self.password = result
-                self.start_link()
-
-        self.push_screen(LoginScreen(self.tr, self.user, error), done)
-
-    # -- the hub link -----------------------------------------------------------------
-
-    def start_link(self) -> None:
-        token = "" if self.password else self.config.saved_token(self.user)
-        login = p.Login(user=self.user, password=self.password or None, token=token or None)
-        self.client = HubClient(self.url, lambda f: self.post_message(HubFrame(f)), login=login,
-                                on_status=lambda s: self.post_message(LinkStatus(s)))  # fmt: skip
-        self.run_link(self.client)
-
-    @work(exclusive=True, group="hub", exit_on_error=False)
-    async def run_link(self, client: HubClient) -> None:
-        await client.run()
+        self.open_link_or_login()
 
     async def send(self, frame: p.Frame) -> bool:
         return self.client is not None and await self.client.send(frame)

@@ -17,19 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static, TabbedContent, TabPane
 
 from desk.agent.model import Chat, Line
 from desk.client import HubClient
 from desk.i18n import Tr, detect_lang
+from desk.link import HubFrame, HubLinkMixin, LinkStatus
 from server import protocol as p
 
 from .agents_table import SORTS
@@ -41,7 +41,6 @@ from .screens import (
     ChatChoice,
     ChatPicker,
     HelpScreen,
-    LoginScreen,
     TargetPicker,
     TeamPhraseEditor,
     TextDialog,
@@ -66,20 +65,6 @@ TOP_N = 10
 RESORT_EVERY_S = 5.0
 
 
-class HubFrame(Message):
-    """A frame from the hub, delivered in order by the connection worker."""
-
-    def __init__(self, frame: Any) -> None:
-        super().__init__()
-        self.frame = frame
-
-
-class LinkStatus(Message):
-    """The hub link changed state (connecting, online, offline, closed)."""
-
-    def __init__(self, status: str) -> None:
-        super().__init__()
-        self.status = status
 
 
 class MonitorCommands(Provider):
@@ -156,7 +141,7 @@ def _bindings(tr: Tr) -> list[Binding]:
 _MONITOR_ACTIONS = {b.action.split("(")[0] for b in _bindings(Tr(TEXT, "en"))}
 
 
-class SupervisorMonitor(App[None]):
+class SupervisorMonitor(HubLinkMixin, App[None]):
     CSS_PATH = str(Path(__file__).with_name("monitor.tcss"))
     BINDINGS = _bindings(Tr(TEXT, "en"))
     COMMANDS = App.COMMANDS | {MonitorCommands}
@@ -256,31 +241,7 @@ class SupervisorMonitor(App[None]):
         self.query_one(AgentsTable).focus()
         if not self.connect:
             return
-        if self.user and (self.password or self.config.saved_token(self.user)):
-            self.start_link()
-        else:
-            self.ask_login()
-
-    def ask_login(self, error: str = "") -> None:
-        def done(result: tuple[str, str] | None) -> None:
-            if result:
-                self.user, self.password = result
-                self.start_link()
-
-        self.push_screen(LoginScreen(self.tr, self.user, error), done)
-
-    # -- the hub link -----------------------------------------------------------------
-
-    def start_link(self) -> None:
-        token = "" if self.password else self.config.saved_token(self.user)
-        login = p.Login(user=self.user, password=self.password or None, token=token or None)
-        self.client = HubClient(self.url, lambda f: self.post_message(HubFrame(f)), login=login,
-                                on_status=lambda s: self.post_message(LinkStatus(s)))  # fmt: skip
-        self.run_link(self.client)
-
-    @work(exclusive=True, group="hub", exit_on_error=False)
-    async def run_link(self, client: HubClient) -> None:
-        await client.run()
+        self.open_link_or_login()
 
     async def send(self, frame: p.Frame) -> bool:
         sent = self.client is not None and await self.client.send(frame)
