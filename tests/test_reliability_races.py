@@ -310,6 +310,9 @@ class FakeWire:
     def send_data(self) -> None:
         pass
 
+    def data_to_send(self) -> list[bytes]:
+        return []  # every frame was checked as send_text framed it
+
     async def send(self, message: bytes, text: bool | None = None) -> None:
         self.m.check_frame(self, json.loads(message))
 
