@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 
 _N, _R, _P = 2**14, 8, 1
 
@@ -38,5 +39,19 @@ def token_hash(token: str) -> str:
 
 
 def new_id(prefix: str) -> str:
-    """Unguessable ids: a forged conversation id cannot hit a real one by luck."""
-    return f"{prefix}-{secrets.token_hex(8)}"
+    """Unguessable ids: a forged conversation id cannot hit a real one by luck.
+
+    The time in front (milliseconds, base 36) keeps the ids of the chats open
+    now next to each other in the database's indexes, so a group commit
+    touches few pages; the 62 random bits behind it are what make it safe."""
+    stamp = _base36(time.time_ns() // 1_000_000, 8)
+    return f"{prefix}-{stamp}{_base36(secrets.randbits(62), 12)}"
+
+
+def _base36(n: int, width: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = []
+    for _ in range(width):
+        n, r = divmod(n, 36)
+        out.append(digits[r])
+    return "".join(reversed(out))

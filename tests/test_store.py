@@ -61,3 +61,141 @@ async def test_the_audit_chain_detects_tampering(tmp_path: Path) -> None:
     ok, _, problem = await store.verify_audit()
     await store.close()
     assert not ok and "entry 3" in problem
+
+
+async def test_a_database_from_before_version_5_keeps_every_message_in_order(tmp_path: Path) -> None:
+    """Migration 5 moves messages to a table in arrival order: nothing lost, order and dedupe kept."""
+    from server.store.schema import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # a hub's database as version 4 left it
+        for script in MIGRATIONS[:4]:
+            db.executescript(script)
+        db.execute("PRAGMA user_version=4")
+        db.execute(
+            "INSERT INTO conversations(id, customer_name, channel, flags, lang, token_hash, state, grp,"
+            " klass, asked_at, assigned_at, front, created_at, close_reason, closed_by, bot_memory,"
+            " handoff, transfers, wrapup_code, wrapup_note, rating, rating_comment) VALUES"
+            " ('c-1','王先生','web','[]','zh','t','bot','general',2,0,0,0,1.0,'','','{}','{}',0,'','','','')"
+        )
+        for seq in (3, 1, 2):  # stored out of order on purpose
+            db.execute(
+                "INSERT INTO messages(conv_id, seq, msg_id, kind, sender, sender_id, sender_name,"
+                " text, ts) VALUES ('c-1',?,?,'text','customer','customer','王先生',?,?)",
+                (seq, f"m{seq}", f"第{seq}句", float(seq)),
+            )
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        assert [m.text for m in await store.messages_after("c-1", 0, True)] == ["第1句", "第2句", "第3句"]
+        assert await store.message_ids(["c-1"]) == {("c-1", "customer", f"m{i}"): i for i in (1, 2, 3)}
+        assert await store.last_seqs(["c-1"]) == {"c-1": 3}
+        with pytest.raises(StoreError):  # one seq per conversation, still enforced
+            await store.append_message(msg(2, "again"))
+        await store.append_message(msg(4))
+        assert [m.seq for m in await store.messages_after("c-1", 2, True)] == [3, 4]
+        assert (await store.query("PRAGMA user_version"))[0][0] == 5
+    finally:
+        await store.close()
+
+
+async def test_a_write_lock_held_by_another_process_never_blocks_the_hubs_loop(tmp_path: Path) -> None:
+    """A CLI holding SQLite's write lock delays commits; the event loop keeps running meanwhile."""
+    store = SQLiteStore(tmp_path / "s.db")
+    await store.open()
+    other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    try:
+        store.insert_conversation(ConversationRecord(id="c-1", customer_name="王先生", created_at=1.0))
+        await store.barrier()
+        other.execute("BEGIN IMMEDIATE")  # the other writer holds the lock
+        pending = store.append_message(msg(1))
+        ticks = 0
+        for _ in range(20):  # the loop is free: these sleeps keep their pace
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks == 20 and not pending.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(pending, 10)
+        assert [m.seq for m in await store.messages_after("c-1", 0, True)] == [1]
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_writes_whose_sync_is_lost_are_not_acked_and_the_next_ones_are(tmp_path: Path) -> None:
+    """The WAL sync helper killed mid-run: its writes fail (no ack), a new helper syncs the next ones."""
+    import os
+    import signal
+
+    store = SQLiteStore(tmp_path / "s.db")  # synchronous=FULL: every commit waits for a sync
+    await store.open()
+    try:
+        store.insert_conversation(ConversationRecord(id="c-1", customer_name="王先生", created_at=1.0))
+        await store.barrier()
+        assert store._sync is not None and store._sync.pid is not None
+        os.kill(store._sync.pid, signal.SIGSTOP)  # the helper hangs: the next commit waits on it
+        pending = asyncio.gather(store.append_message(msg(1)), store.append_message(msg(2)),
+                                 return_exceptions=True)  # fmt: skip
+        await asyncio.sleep(0.2)
+        assert not pending.done()  # nothing is acked while the sync is owed
+        os.kill(store._sync.pid, signal.SIGKILL)
+        results = await asyncio.wait_for(pending, 10)
+        assert all(isinstance(r, StoreError) for r in results), results
+        assert not store.healthy and "sync helper" in store.last_error
+        await asyncio.wait_for(store.append_message(msg(3)), 10)  # a new helper takes over
+        assert store.healthy and store._sync.restarts == 1
+    finally:
+        await store.close()
+
+
+async def test_the_sync_helper_reports_a_sync_the_disk_refuses(tmp_path: Path) -> None:
+    """fdatasync failing (here: on a FIFO, EINVAL) comes back as an error for that sync, not an ack."""
+    import os
+
+    from server.store.walsync import WalSync
+
+    fifo = tmp_path / "not-a-file"
+    os.mkfifo(fifo)
+    sync = WalSync(fifo)
+    await sync.start()
+    try:
+        got: asyncio.Future[OSError | None] = asyncio.get_running_loop().create_future()
+        sync.sync(got.set_result)
+        error = await asyncio.wait_for(got, 10)
+        assert isinstance(error, OSError) and "WAL sync failed: err 22" in str(error)
+    finally:
+        await sync.stop()
+
+
+async def test_the_wal_stays_bounded_under_writes_that_never_pause(tmp_path: Path) -> None:
+    """A surge that never lets up: the writer pauses for a full checkpoint, so the WAL starts over."""
+    store = SQLiteStore(tmp_path / "s.db", synchronous="NORMAL")
+    await store.open()
+    store.wal_limit_frames = 300  # about 1.2 MB, so the test stays small
+    store.checkpoint_every = 10
+    wal = Path(f"{tmp_path / 's.db'}-wal")
+    try:
+        convs = [f"c-{i}" for i in range(50)]
+        for c in convs:
+            store.insert_conversation(ConversationRecord(id=c, customer_name="客户", created_at=1.0))
+        seqs = dict.fromkeys(convs, 0)
+        outstanding: list[asyncio.Future[None]] = []
+        for _ in range(400):  # the next round is queued before the last one is stored
+            for c in convs:
+                seqs[c] += 1
+                outstanding.append(store.append_message(MessageRecord(
+                    conv_id=c, seq=seqs[c], kind="text", sender="customer", sender_id="customer",
+                    text="您好，我想查一下昨天的转账为什么还没到账" * 3, ts=1.0)))  # fmt: skip
+            await asyncio.sleep(0)
+            if len(outstanding) > 500:
+                await asyncio.gather(*outstanding[:250])
+                del outstanding[:250]
+        await asyncio.gather(*outstanding)
+        assert store.full_checkpoints >= 1
+        # Without the pause the WAL would hold every page written: tens of megabytes.
+        size = (await asyncio.to_thread(wal.stat)).st_size
+        assert size < 8 * 300 * 4096, size
+        rows = await store.query("SELECT COUNT(*) FROM messages")
+        assert rows[0][0] == 400 * 50
+    finally:
+        await store.close()

@@ -199,7 +199,7 @@ class AlertsTable(DataTable[Text]):
         self.add_column(tr("col.at"), key="at", width=8)
         self.add_column(tr("col.kind"), key="kind", width=22)
         self.add_column(tr("col.who"), key="who", width=14)
-        self.add_column(tr("col.conv"), key="conv", width=20)
+        self.add_column(tr("col.conv"), key="conv", width=22)
 
     def add(self, alerts: Iterable[p.AlertRow], who: Callable[[str], str]) -> None:
         added = False

@@ -145,6 +145,31 @@ MIGRATIONS: list[str] = [
     CREATE INDEX conversations_closed ON conversations(closed_at);
     CREATE INDEX conversations_agent ON conversations(last_agent);
     """,
+    # 5: messages in arrival order. Clustered by (conv_id, seq), each group
+    # commit rewrote one leaf page per conversation it touched, twice with the
+    # dedupe index: kilobytes of WAL per message. Appended by rowid, the rows
+    # share pages and only the small (conv_id, seq) index is scattered. The
+    # dedupe of resends is the hub's (restored from the rows at start).
+    """
+    CREATE TABLE messages_v5(
+        id INTEGER PRIMARY KEY,
+        conv_id TEXT NOT NULL REFERENCES conversations(id),
+        seq INTEGER NOT NULL,
+        msg_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        sender_id TEXT NOT NULL,
+        sender_name TEXT NOT NULL,
+        text TEXT NOT NULL,
+        ts REAL NOT NULL
+    );
+    INSERT INTO messages_v5(conv_id, seq, msg_id, kind, sender, sender_id, sender_name, text, ts)
+        SELECT conv_id, seq, msg_id, kind, sender, sender_id, sender_name, text, ts
+        FROM messages ORDER BY ts, conv_id, seq;
+    DROP TABLE messages;
+    ALTER TABLE messages_v5 RENAME TO messages;
+    CREATE UNIQUE INDEX messages_conv_seq ON messages(conv_id, seq);
+    """,
 ]
 
 

@@ -1,11 +1,23 @@
 """SQLite storage: WAL, one writer connection, group commits.
 
-Every write is queued with a future. One writer task takes everything queued
+Every write is queued with a future. The writer takes everything queued
 since its last commit, runs it in one transaction (consecutive statements of
 the same shape as one ``executemany``) and commits once, then resolves the
-futures in submission order. Under load many acks share one fsync, so
-durable acks do not cost throughput. Reads use a second connection, which
-WAL lets run beside the writer.
+futures in submission order. Under load many acks share one sync, so durable
+acks do not cost throughput. Reads use other connections, which WAL lets run
+beside the writer.
+
+Where the time goes: the statements of a group commit take tens of
+microseconds, the sync of the WAL hundreds. So the writer runs its
+statements on the event loop's thread (no hop to a worker thread, which
+under load waits milliseconds for the interpreter lock) with
+``synchronous=NORMAL``, and for ``FULL`` durability has a helper process
+``fdatasync`` the WAL before it resolves the futures (``walsync.py``). A
+commit in WAL mode is durable once its WAL frames are on disk, so "NORMAL,
+then fdatasync of the WAL" is what SQLite's FULL does, minus the blocked
+loop. While a sync is out, new writes gather for the next commit. The
+writer never waits for a lock on the loop: another process holding the
+write lock (a CLI import) is retried after a short pause.
 """
 
 from __future__ import annotations
@@ -29,12 +41,20 @@ from phrasebook import Phrase, UsageRecord
 
 from .base import AuditRecord, ConversationRecord, MessageRecord, StoreError, UserRecord
 from .schema import migrate
+from .walsync import WalSync
 
 log = logging.getLogger("hub.store")
 
-MAX_BATCH = 1024
-_AUDIT = "-- audit entry, chained in the transaction --"  # a write the writer thread handles itself
+MAX_BATCH = 512  # writes per group commit: bounds the time one commit holds the loop
+BUSY_GIVE_UP_S = 30.0  # another writer holding the lock this long fails the batch
+CLOSE_WAIT_S = 30.0  # close() waits this long for the last commits and their sync
+_AUDIT = "-- audit entry, chained in the transaction --"  # a write the writer handles itself
 CHECKPOINT_EVERY = 200  # commits between background WAL checkpoints
+# Under writes that never pause, a checkpoint beside the writer never catches
+# up and the WAL grows without end. Past this many frames (4 KiB each) the
+# writer holds its next commit until a checkpoint has copied everything back,
+# so the WAL starts over from its beginning.
+WAL_LIMIT_FRAMES = 16_384
 _NOOP = "UPDATE meta SET v=v WHERE k='schema'"  # a write that changes nothing
 GENESIS = "0" * 64
 
@@ -90,17 +110,24 @@ class SQLiteStore:
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
         self.path = Path(path)
-        self.synchronous = synchronous  # FULL: an ack survives power loss, not just a crash
-        self._wconn: aiosqlite.Connection | None = None
+        self.synchronous = synchronous.upper()  # FULL: an ack survives power loss, not just a crash
+        self._wconn: sqlite3.Connection | None = None
+        self._sync: WalSync | None = None
         self._rconn: aiosqlite.Connection | None = None
-        # A deque and an event rather than asyncio.Queue: this is on every
-        # message's path, and the writer takes everything queued at once.
-        self._queue: deque[_Write | None] = deque()
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
         self._cconn: aiosqlite.Connection | None = None
+        self._queue: deque[_Write] = deque()
+        self._open = False
+        self._stopped = False
+        self._scheduled = False  # a commit is due at the next turn of the loop
+        self._busy = False  # a commit's sync (or a retry after a lock) is under way
+        self._busy_waited = 0.0
+        self._idle: asyncio.Event | None = None
         self._checkpoint: asyncio.Task[None] | None = None
         self._since_checkpoint = 0
+        self.checkpoint_every = CHECKPOINT_EVERY
+        self.wal_limit_frames = WAL_LIMIT_FRAMES
+        self._hold_for_checkpoint = False
+        self.full_checkpoints = 0  # times the writer paused for one
         self.healthy = False
         self.commits = 0
         self.writes = 0
@@ -110,112 +137,194 @@ class SQLiteStore:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._wconn = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._wconn.execute("PRAGMA journal_mode=WAL")
-        await self._wconn.execute(f"PRAGMA synchronous={self.synchronous}")
-        await self._wconn.execute("PRAGMA foreign_keys=ON")
-        await self._wconn.execute("PRAGMA busy_timeout=5000")
-        # Checkpoints run beside the writer (see _maybe_checkpoint), so a
-        # commit never pays for copying the WAL back into the database.
-        await self._wconn.execute("PRAGMA wal_autocheckpoint=0")
-        await migrate(self._wconn)
         self._cconn = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._cconn.execute("PRAGMA journal_mode=WAL")
         await self._cconn.execute("PRAGMA busy_timeout=5000")
+        await migrate(self._cconn)
+        full = self.synchronous in ("FULL", "EXTRA")
+        # The writer lives on the event loop's thread (see the module's note).
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'NORMAL' if full else self.synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        # Checkpoints run beside the writer (see _run_checkpoint), so a
+        # commit never pays for copying the WAL back into the database.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(_NOOP)  # the WAL file exists from here on, for the sync helper to open
+        conn.execute("PRAGMA busy_timeout=0")  # from now on the loop never waits for a lock
+        self._wconn = conn
+        if full:
+            self._sync = WalSync(Path(f"{self.path}-wal"))
+            await self._sync.start()
         self._rconn = await aiosqlite.connect(self.path)
         self._rconn.row_factory = aiosqlite.Row
         await self._rconn.execute("PRAGMA busy_timeout=5000")
-        self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._open = True
         self.healthy = True
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._queue.append(None)
-            self._wake.set()
-            await self._writer
-            self._writer = None
+        """Commit (and sync) everything submitted so far, then close."""
+        self._open = False  # new writes fail from here on
+        if self._idle is not None:
+            try:
+                await asyncio.wait_for(self._idle.wait(), CLOSE_WAIT_S)
+            except TimeoutError:  # a sync that never came back: those writes stay unacked
+                log.error("store closed with %d writes not confirmed", len(self._queue))
         if self._checkpoint is not None:
             await self._checkpoint
-        for conn in (self._rconn, self._cconn, self._wconn):
+        self._stopped = True
+        if self._sync is not None:
+            await self._sync.stop()
+            self._sync = None
+        for conn in (self._rconn, self._cconn):
             if conn is not None:
                 await conn.close()
+        if self._wconn is not None:
+            self._wconn.close()
         self._rconn = self._wconn = self._cconn = None
         self.healthy = False
 
     # -- the writer ---------------------------------------------------------
 
     def _submit(self, sql: str, params: tuple[Any, ...]) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._writer is None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        if not self._open:
             fut.set_exception(StoreError("the store is closed"))
             return fut
         self._queue.append(_Write(sql, params, fut))
-        self._wake.set()
+        if not self._busy and not self._scheduled:
+            # At the next turn: everything submitted in this one shares the commit.
+            self._scheduled = True
+            assert self._idle is not None
+            self._idle.clear()
+            loop.call_soon(self._commit_next)
         return fut
 
-    async def _write_loop(self) -> None:
-        stop = False
-        while not stop:
-            while not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
-            item = self._queue.popleft()
-            if item is None:
-                break
-            batch = [item]
-            while len(batch) < MAX_BATCH and self._queue:
-                nxt = self._queue.popleft()
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
-            await self._commit(batch)
-
-    async def _commit(self, batch: list[_Write]) -> None:
+    def _commit_next(self) -> None:
+        """Commit what is queued; resolve it now (NORMAL) or when the WAL is synced (FULL)."""
+        self._scheduled = False
+        if self._busy:
+            return
+        if self._stopped:  # closed while writes were still waiting: they fail, unacked
+            while self._queue:
+                self._fail(self._queue.popleft(), StoreError("the store closed"))
+            return
+        if not self._queue:
+            self._settled()
+            return
+        if self._hold_for_checkpoint and self._checkpoint is None:
+            self._busy = True  # no commit until the WAL is copied back
+            self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint(holding=True))
+            return
+        batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
         conn = self._wconn
         assert conn is not None
-        groups: list[tuple[str, list[tuple[Any, ...]]]] = []
-        for w in batch:  # consecutive writes of one shape run as one executemany
-            if groups and groups[-1][0] == w.sql:
-                groups[-1][1].append(w.params)
-            else:
-                groups.append((w.sql, [w.params]))
         try:
-            # The whole transaction in one trip to aiosqlite's thread: a group
-            # commit is one hop, not one per statement (aiosqlite has no public
-            # call for "run this function on the connection's thread").
-            await conn._execute(_run_transaction, conn._conn, groups)
-        except Exception as exc:  # isolate the bad write, keep the rest
-            if len(batch) == 1:
-                self._fail(batch[0], exc)
+            _run_transaction(conn, _grouped(batch))
+            done, failed = batch, []
+        except sqlite3.OperationalError as exc:
+            if _busy(exc) and self._busy_waited < BUSY_GIVE_UP_S:
+                self._retry_later(batch)
                 return
-            for write in batch:  # one by one, so one bad write fails alone
-                await self._commit([write])
+            done, failed = self._isolate(batch, exc)
+        except Exception as exc:  # a bad write: commit the others, fail it alone
+            done, failed = self._isolate(batch, exc)
+        self._busy_waited = 0.0
+        for write, exc in failed:
+            self._fail(write, exc)
+        if self._sync is None or not done:
+            self._committed(done, None)
             return
-        self.commits += 1
-        self.writes += len(batch)
-        self.healthy = True
-        self._since_checkpoint += 1
-        if self._since_checkpoint >= CHECKPOINT_EVERY and self._checkpoint is None:
-            self._since_checkpoint = 0
-            self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint())
-        for write in batch:
-            if not write.future.done():
-                write.future.set_result(None)
+        self._busy = True
+        self._sync.sync(lambda error: self._committed(done, error))
 
-    async def _run_checkpoint(self) -> None:
-        """PASSIVE: copy what it can without blocking the writer or readers."""
+    def _retry_later(self, batch: list[_Write]) -> None:
+        """Another process holds the write lock: let the loop run, try again shortly."""
+        self._queue.extendleft(reversed(batch))
+        pause = min(max(self._busy_waited, 0.001), 0.05)  # 1, 1, 2, 4 ... 50 ms
+        self._busy_waited += pause
+        self._busy = True
+
+        def again() -> None:
+            self._busy = False
+            self._commit_next()
+
+        asyncio.get_running_loop().call_later(pause, again)
+
+    def _isolate(
+        self, batch: list[_Write], exc: Exception
+    ) -> tuple[list[_Write], list[tuple[_Write, Exception]]]:
+        """A group commit failed: run its writes one by one, so one bad write fails alone."""
+        conn = self._wconn
+        assert conn is not None
+        if len(batch) == 1:
+            return [], [(batch[0], exc)]
+        done: list[_Write] = []
+        failed: list[tuple[_Write, Exception]] = []
+        for write in batch:
+            try:
+                _run_transaction(conn, _grouped([write]))
+                done.append(write)
+            except Exception as one:
+                failed.append((write, one))
+        return done, failed
+
+    def _committed(self, batch: list[_Write], error: OSError | None) -> None:
+        self._busy = False
+        if error is not None:
+            # Committed, but maybe not on disk: the acks must not go out.
+            for write in batch:
+                self._fail(write, error)
+        else:
+            self.commits += 1
+            self.writes += len(batch)
+            self.healthy = True
+            self._since_checkpoint += 1
+            if self._since_checkpoint >= self.checkpoint_every and self._checkpoint is None:
+                self._since_checkpoint = 0
+                self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint())
+            for write in batch:
+                if not write.future.done():
+                    write.future.set_result(None)
+        # What was submitted during the sync goes now, in this same turn.
+        self._commit_next()
+
+    def _settled(self) -> None:
+        if self._idle is not None and not self._busy and not self._scheduled and not self._queue:
+            self._idle.set()
+
+    async def _run_checkpoint(self, holding: bool = False) -> None:
+        """PASSIVE: copy what it can without blocking readers. Beside a running
+        writer it may not catch up; `holding`, the writer waits for it."""
         try:
             assert self._cconn is not None
-            await self._cconn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            async with self._cconn.execute("PRAGMA wal_checkpoint(PASSIVE)") as cur:
+                row = await cur.fetchone()
+            frames = row[1] if row else 0
+            if holding:
+                self.full_checkpoints += 1
+                self._hold_for_checkpoint = False
+            elif frames >= self.wal_limit_frames:
+                # The WAL has not started over for this long: the writer kept
+                # adding frames while checkpoints copied the older ones.
+                self._hold_for_checkpoint = True
         except Exception as exc:  # a missed checkpoint is retried later
             log.warning("checkpoint failed: %s", exc)
+            self._hold_for_checkpoint = False
         finally:
             self._checkpoint = None
+            if holding:
+                self._busy = False
+                self._commit_next()
 
     def _fail(self, write: _Write, exc: Exception) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
         log.error("write failed: %s (%s)", self.last_error, write.sql.split("(")[0])
-        if isinstance(exc, (OSError, aiosqlite.OperationalError)):
+        if isinstance(exc, (OSError, sqlite3.OperationalError)):
             self.healthy = False
         if not write.future.done():
             write.future.set_exception(StoreError(self.last_error))
@@ -502,8 +611,19 @@ class SQLiteStore:
         return await self._all(sql, params)
 
 
+def _grouped(batch: list[_Write]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """Consecutive writes of one shape, as one ``executemany``."""
+    groups: list[tuple[str, list[tuple[Any, ...]]]] = []
+    for w in batch:
+        if groups and groups[-1][0] == w.sql:
+            groups[-1][1].append(w.params)
+        else:
+            groups.append((w.sql, [w.params]))
+    return groups
+
+
 def _run_transaction(conn: sqlite3.Connection, groups: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
-    """Runs on the writer connection's thread: one transaction, committed or rolled back."""
+    """One transaction on the writer connection, committed or rolled back."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         for sql, rows in groups:
@@ -530,6 +650,13 @@ def _append_audit(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None
             (ts, actor, action, target, body, prev, digest),
         )
         prev = digest
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _audit_hash(prev: str, ts: float, actor: str, action: str, target: str, body: str) -> str:
