@@ -820,14 +820,9 @@ class Hub:
                 _then(fut, lambda: session.send(ack))
             return False
         received = time.perf_counter()
-        seq, fut = self._append(
-            conv, kind=kind, sender=sender, sender_id=key[0], sender_name=session.name,
-            text=mask_at_rest(text), msg_id=msg_id,
-        )  # fmt: skip
-        conv.msg_ids[key] = (seq, fut)
 
-        def acked(f: asyncio.Future[None]) -> None:
-            if f.exception() is not None:
+        def acked(ok: bool) -> None:
+            if not ok:
                 conv.msg_ids.pop(key, None)  # a resend may try again
                 session.error("store_failed", "not stored; send again", ref=msg_id, conv=conv.id)
                 return
@@ -835,27 +830,39 @@ class Hub:
             session.send(p.Ack(conv=conv.id, msg_id=msg_id, seq=seq))
             self.metrics.observe_ack(time.perf_counter() - received)
 
-        fut.add_done_callback(acked)
+        seq, fut = self._append(
+            conv, kind=kind, sender=sender, sender_id=key[0], sender_name=session.name,
+            text=mask_at_rest(text), msg_id=msg_id, then=acked,
+        )  # fmt: skip
+        conv.msg_ids[key] = (seq, fut)
         self.metrics.messages += 1
         return True
 
     def _append(
         self, conv: Conversation, *, kind: str, sender: str, text: str,
         sender_id: str = "", sender_name: str = "", msg_id: str = "",
+        then: Callable[[bool], None] | None = None,
     ) -> tuple[int, asyncio.Future[None]]:  # fmt: skip
+        """Store a message; once durable, fan it out, then `then(stored)` (the sender's ack)."""
         conv.last_seq += 1
         rec = MessageRecord(
             conv_id=conv.id, seq=conv.last_seq, msg_id=msg_id, kind=kind, sender=sender,
             sender_id=sender_id, sender_name=sender_name, text=text, ts=self.clock(),
         )  # fmt: skip
         fut = self.store.append_message(rec)
-        fut.add_done_callback(partial(self._committed, conv, rec))
+        # One callback, not two: this runs for every message.
+        fut.add_done_callback(partial(self._committed, conv, rec, then))
         return rec.seq, fut
 
-    def _committed(self, conv: Conversation, rec: MessageRecord, fut: asyncio.Future[None]) -> None:
+    def _committed(
+        self, conv: Conversation, rec: MessageRecord, then: Callable[[bool], None] | None,
+        fut: asyncio.Future[None],
+    ) -> None:  # fmt: skip
         """Fan a durable message out to everyone who may see it now."""
         if fut.exception() is not None:
             log.error("message %s#%d not stored", conv.id, rec.seq)
+            if then is not None:
+                then(False)
             return
         conv.committed_seq = max(conv.committed_seq, rec.seq)
         data = p.encode(_msg_frame(rec))
@@ -868,6 +875,8 @@ class Hub:
         for watcher in conv.watchers:
             if conv.id in watcher.visible:
                 watcher.deliver(conv.id, rec.seq, data)
+        if then is not None:
+            then(True)
 
     async def _replay(self, session: Session, conv_id: str, after: int, include_staff: bool, known: int) -> None:
         """Send what the client missed, then ``synced``; live traffic is held meanwhile."""

@@ -46,6 +46,7 @@ from .walsync import WalSync
 log = logging.getLogger("hub.store")
 
 MAX_BATCH = 512  # writes per group commit: bounds the time one commit holds the loop
+MAX_IN_SYNC = 2  # commits written and waiting for their sync at once
 BUSY_GIVE_UP_S = 30.0  # another writer holding the lock this long fails the batch
 CLOSE_WAIT_S = 30.0  # close() waits this long for the last commits and their sync
 _AUDIT = "-- audit entry, chained in the transaction --"  # a write the writer handles itself
@@ -119,8 +120,10 @@ class SQLiteStore:
         self._open = False
         self._stopped = False
         self._scheduled = False  # a commit is due at the next turn of the loop
-        self._busy = False  # a commit's sync (or a retry after a lock) is under way
+        self._in_sync = 0  # commits written, their sync not yet answered
+        self._paused = False  # waiting out another process's lock, or a full checkpoint
         self._busy_waited = 0.0
+        self._broken = ""  # a sync failed: nothing is acked any more (see _committed)
         self._idle: asyncio.Event | None = None
         self._checkpoint: asyncio.Task[None] | None = None
         self._since_checkpoint = 0
@@ -192,11 +195,11 @@ class SQLiteStore:
     def _submit(self, sql: str, params: tuple[Any, ...]) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        if not self._open:
-            fut.set_exception(StoreError("the store is closed"))
+        if not self._open or self._broken:
+            fut.set_exception(StoreError(self._broken or "the store is closed"))
             return fut
         self._queue.append(_Write(sql, params, fut))
-        if not self._busy and not self._scheduled:
+        if not self._scheduled and self._can_commit():
             # At the next turn: everything submitted in this one shares the commit.
             self._scheduled = True
             assert self._idle is not None
@@ -204,20 +207,27 @@ class SQLiteStore:
             loop.call_soon(self._commit_next)
         return fut
 
+    def _can_commit(self) -> bool:
+        # One commit may be written while the previous one is being synced: the
+        # helper starts its sync the moment the last one ends, and what arrives
+        # meanwhile gathers for the commit after.
+        return not self._paused and self._in_sync < MAX_IN_SYNC
+
     def _commit_next(self) -> None:
         """Commit what is queued; resolve it now (NORMAL) or when the WAL is synced (FULL)."""
         self._scheduled = False
-        if self._busy:
-            return
-        if self._stopped:  # closed while writes were still waiting: they fail, unacked
+        if self._stopped or self._broken:  # these writes fail, unacked
             while self._queue:
-                self._fail(self._queue.popleft(), StoreError("the store closed"))
+                self._fail(self._queue.popleft(), StoreError(self._broken or "the store closed"))
+            self._settled()
+            return
+        if not self._can_commit():
             return
         if not self._queue:
             self._settled()
             return
         if self._hold_for_checkpoint and self._checkpoint is None:
-            self._busy = True  # no commit until the WAL is copied back
+            self._paused = True  # no commit until the WAL is copied back
             self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint(holding=True))
             return
         batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
@@ -239,18 +249,20 @@ class SQLiteStore:
         if self._sync is None or not done:
             self._committed(done, None)
             return
-        self._busy = True
-        self._sync.sync(lambda error: self._committed(done, error))
+        self._in_sync += 1
+        self._sync.sync(lambda error: self._synced(done, error))
+        if self._queue:
+            self._commit_next()  # the second commit in flight, if there is one to write
 
     def _retry_later(self, batch: list[_Write]) -> None:
         """Another process holds the write lock: let the loop run, try again shortly."""
         self._queue.extendleft(reversed(batch))
         pause = min(max(self._busy_waited, 0.001), 0.05)  # 1, 1, 2, 4 ... 50 ms
         self._busy_waited += pause
-        self._busy = True
+        self._paused = True
 
         def again() -> None:
-            self._busy = False
+            self._paused = False
             self._commit_next()
 
         asyncio.get_running_loop().call_later(pause, again)
@@ -273,12 +285,20 @@ class SQLiteStore:
                 failed.append((write, one))
         return done, failed
 
+    def _synced(self, batch: list[_Write], error: OSError | None) -> None:
+        self._in_sync -= 1
+        if error is not None and not self._broken:
+            # Committed, but maybe not on disk, and after a failed fdatasync a
+            # later one that succeeds proves nothing: ack nothing from now on.
+            # A restarted hub recovers from the database; resends are deduped.
+            self._broken = f"storage failed, restart the hub: {error}"
+            log.critical("%s", self._broken)
+        self._committed(batch, error)
+
     def _committed(self, batch: list[_Write], error: OSError | None) -> None:
-        self._busy = False
-        if error is not None:
-            # Committed, but maybe not on disk: the acks must not go out.
+        if error is not None or self._broken:
             for write in batch:
-                self._fail(write, error)
+                self._fail(write, error or StoreError(self._broken))
         else:
             self.commits += 1
             self.writes += len(batch)
@@ -294,7 +314,8 @@ class SQLiteStore:
         self._commit_next()
 
     def _settled(self) -> None:
-        if self._idle is not None and not self._busy and not self._scheduled and not self._queue:
+        idle = not (self._paused or self._in_sync or self._scheduled or self._queue)
+        if self._idle is not None and idle:
             self._idle.set()
 
     async def _run_checkpoint(self, holding: bool = False) -> None:
@@ -318,7 +339,7 @@ class SQLiteStore:
         finally:
             self._checkpoint = None
             if holding:
-                self._busy = False
+                self._paused = False
                 self._commit_next()
 
     def _fail(self, write: _Write, exc: Exception) -> None:

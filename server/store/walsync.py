@@ -6,9 +6,16 @@ helper to ``fdatasync`` the WAL and acks only when it answers. In WAL mode
 that is what ``FULL`` does on every commit, without blocking the loop.
 
 The helper (``walsync_child.py``) is a child process rather than a thread:
-see its docstring. It dies with the hub (end of its input). If it dies on
-its own, the syncs it owed fail (those writes are not acked, the store
-turns unhealthy) and the next sync starts a new helper.
+see its docstring. It dies with the hub (end of its input).
+
+Two kinds of failure, two answers:
+- The helper dies (killed, crashed): nothing is known to be lost, the
+  committed frames are in the page cache. A new helper is started and asked
+  again for every sync still owed; those writes are acked late, not failed.
+- ``fdatasync`` itself fails (EIO, ENOSPC): the kernel may already have
+  dropped the dirty pages, so a later sync that succeeds proves nothing
+  (PostgreSQL's "fsyncgate"). That sync's ``done`` gets the error, and the
+  store stops acking anything (see ``SQLiteStore._committed``).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ log = logging.getLogger("hub.store")
 
 CHILD = Path(__file__).with_name("walsync_child.py")
 START_TIMEOUT_S = 10.0
+RESTART_ATTEMPTS = 5  # a helper that cannot be started this many times running fails the syncs
 
 Done = Callable[[OSError | None], None]
 
@@ -38,13 +46,13 @@ class WalSync:
         self._proc: asyncio.subprocess.Process | None = None
         self._ask = -1  # our end of the helper's input
         self._answers = -1  # our end of the helper's output
-        self._pending: deque[Done] = deque()
+        self._pending: deque[Done] = deque()  # asked, in order; the helper answers in order
         self._buf = b""
-        self._starting: asyncio.Task[None] | None = None
-        self._after_start: list[Done] = []
-        self.restarts = -1  # helpers started after the first
+        self._restarting: asyncio.Task[None] | None = None
+        self.restarts = 0  # helpers started after the first
 
     async def start(self) -> None:
+        """Start the helper; raises OSError if it does not come up."""
         loop = asyncio.get_running_loop()
         child_in, ask = os.pipe()
         answers, child_out = os.pipe()
@@ -80,36 +88,18 @@ class WalSync:
         loop.remove_reader(answers)
         loop.add_reader(answers, self._readable)
         self._proc, self._ask, self._answers = proc, ask, answers
-        self.restarts += 1
 
     def sync(self, done: Done) -> None:
         """Ask for a sync of everything written so far; ``done(None)`` once it is on disk."""
-        if self._proc is None:
-            # The helper died earlier: start another one, then ask it.
-            self._after_start.append(done)
-            if self._starting is None:
-                self._starting = asyncio.get_running_loop().create_task(self._restart())
-            return
         self._pending.append(done)
-        try:
-            os.write(self._ask, b"s")
-        except OSError as exc:
-            self._died(exc)
+        if self._proc is not None:
+            self._ask_helper(1)
 
-    async def _restart(self) -> None:
+    def _ask_helper(self, n: int) -> None:
         try:
-            await self.start()
-            error = None
-        except Exception as exc:
-            error = OSError(f"the WAL sync helper could not be started: {exc}")
-            log.error("%s", error)
-        self._starting = None
-        waiting, self._after_start = self._after_start, []
-        for done in waiting:
-            if error is None:
-                self.sync(done)
-            else:
-                done(error)
+            os.write(self._ask, b"s" * n)
+        except OSError as exc:
+            self._lost(exc)
 
     def _readable(self) -> None:
         try:
@@ -117,10 +107,10 @@ class WalSync:
         except BlockingIOError:
             return
         except OSError as exc:
-            self._died(exc)
+            self._lost(exc)
             return
         if not data:
-            self._died(OSError("the WAL sync helper exited"))
+            self._lost(OSError("the WAL sync helper exited"))
             return
         self._buf += data
         *lines, self._buf = self._buf.split(b"\n")
@@ -142,30 +132,47 @@ class WalSync:
         self._ask = self._answers = -1
         self._buf = b""
 
-    def _died(self, exc: OSError) -> None:
-        """The helper is gone: what it owed fails; the next sync starts a new one."""
-        log.error("WAL sync helper lost (%s); %d syncs fail", exc, len(self._pending))
+    def _lost(self, exc: OSError) -> None:
+        """The helper is gone. What it owed is not lost: a new one syncs it."""
+        log.error("WAL sync helper lost (%s); restarting it for %d syncs", exc, len(self._pending))
+        self._detach()
+        if self._restarting is None:
+            self._restarting = asyncio.get_running_loop().create_task(self._restart())
+
+    async def _restart(self) -> None:
+        error: Exception | None = None
+        for attempt in range(RESTART_ATTEMPTS):
+            try:
+                await self.start()
+                break
+            except Exception as exc:
+                error = exc
+                await asyncio.sleep(0.1 * 2**attempt)
+        self._restarting = None
+        if self._proc is None:
+            failed, self._pending = self._pending, deque()
+            for done in failed:
+                done(OSError(f"the WAL sync helper could not be restarted: {error}"))
+            return
+        self.restarts += 1
+        if self._pending:
+            self._ask_helper(len(self._pending))
+
+    async def stop(self) -> None:
+        if self._restarting is not None:
+            self._restarting.cancel()
+            self._restarting = None
+        proc = self._proc
         self._detach()
         pending, self._pending = self._pending, deque()
         for done in pending:
-            done(exc)
-
-    async def stop(self) -> None:
-        proc = self._proc
-        self._detach()
+            done(OSError("the store closed before the sync finished"))
         if proc is not None:
             try:
                 await asyncio.wait_for(proc.wait(), 2.0)
             except TimeoutError:
                 _kill_if_running(proc)
                 await proc.wait()
-        if self._starting is not None:
-            self._starting.cancel()
-            self._starting = None
-        pending = [*self._pending, *self._after_start]
-        self._pending, self._after_start = deque(), []
-        for done in pending:
-            done(OSError("the store closed before the sync finished"))
 
     @property
     def pid(self) -> int | None:
