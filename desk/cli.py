@@ -230,8 +230,16 @@ def _delegate(name: str, argv: list[str]) -> int:
     return int(module.run(parser.parse_args(argv)) or 0)
 
 
+# Textual repaints at most this often. After an idle spell its frame timer
+# can hold the next repaint back by up to two periods: at Textual's default
+# 60 that put a slot switch at 35 ms now and then, at 120 the worst measured
+# was 24 ms (bench/desk_bench.py). Read once, when Textual is first imported.
+TEXTUAL_FPS = "120"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    os.environ.setdefault("TEXTUAL_FPS", TEXTUAL_FPS)
     if argv and argv[0] in DELEGATED:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return _delegate(argv[0], argv[1:])

@@ -9,6 +9,7 @@ ever reach slot 3's customer.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -178,6 +179,10 @@ class AgentDesk(HubLinkMixin, App[None]):
             self.set_keymap(self.config.keys)
         self.set_interval(1.0, self.tick)
         self.show_current()
+        # What is loaded by now (Textual, the pinyin dictionaries: ~250,000
+        # objects) lives as long as the desk: out of the collector's sight, a
+        # full collection no longer pauses a slot switch for ~40 ms.
+        gc.freeze()
         if not self.connect:
             return
         self.open_link_or_login()

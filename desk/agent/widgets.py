@@ -64,17 +64,18 @@ class SlotTab(Static):
             super().update(content, layout=False)  # type: ignore[arg-type]
 
     def show(self, chat: Chat | None, active: bool, now: float, tr: Tr) -> None:
-        self.set_class(active, "active")
-        self.set_class(chat is None, "empty")
-        for _, name in WAIT_LEVELS:
-            self.remove_class(name)
-        self.remove_class("wait-0")
+        waited = chat.waiting_s(now) if chat is not None else 0.0
+        classes = {"slot", "active" if active else "", "empty" if chat is None else ""}
+        if chat is not None:
+            classes.add(wait_class(waited))
+            if chat.handoff.priority == "urgent":
+                classes.add("urgent")
+        classes.discard("")
+        if classes != set(self.classes):  # each class change restyles the tab: only when needed
+            self.set_classes(classes)
         if chat is None:
             self.update(Text(f"{self.slot} {tr('slot.empty')}", style="dim"))
             return
-        waited = chat.waiting_s(now)
-        self.add_class(wait_class(waited))
-        self.set_class(chat.handoff.priority == "urgent", "urgent")
         text = Text(f"{self.slot} ", style="bold")
         text.append(chat.name, style="bold")
         marks = flag_marks(chat, tr)
@@ -107,7 +108,10 @@ class SlotStrip(Horizontal):
             self.query_one(f"#slot-{n}", SlotTab).show(slots[n], active == n, now, tr)
 
 
-Row = list[tuple[str, Style]]
+# A row is text runs with the *names* of their styles: tuples of strings only,
+# which the garbage collector stops tracking, so tens of thousands of rows
+# do not make each full collection (a pause in the desk) longer.
+Row = tuple[tuple[str, str], ...]
 
 _STYLE = {
     "bold": Style(bold=True),
@@ -161,6 +165,7 @@ class Transcript(ScrollView, can_focus=False):
         self.views: dict[str, ChatView] = {}
         self.view: ChatView | None = None
         self._width = 0
+        self._follow_pending = False
 
     # -- which chat -------------------------------------------------------------------
 
@@ -174,21 +179,43 @@ class Transcript(ScrollView, can_focus=False):
 
     def show(self, conv: str | None) -> None:
         if self.view is not None:  # remember where the agent was reading
-            at_end = self.scroll_offset.y >= self.max_scroll_y - 1
-            self.view.scroll_y = None if at_end else self.scroll_offset.y
+            self.view.scroll_y = None if self._at_end() else self.scroll_offset.y
+        self._follow_pending = False
         self.view = self.views.get(conv or "")
         if self.view is not None and self._width and self.view.width != self._width:
             self._wrap(self.view)
         self._resize()
-        if self.view is not None and self.view.scroll_y is not None:
-            self.call_after_refresh(self.scroll_to, y=self.view.scroll_y, animate=False)
-        else:
-            self._follow()
+        self._place(self.view.scroll_y if self.view is not None else None)
         self.refresh()
 
-    def _follow(self) -> None:
-        """Stay on the newest line, once the new virtual size has been laid out."""
-        self.call_after_refresh(self.scroll_end, animate=False)
+    def _place(self, y: float | None) -> None:
+        """Scroll to `y` (None: the newest line). Once the widget has its size,
+        in this very frame: a switch must never show the chat at the wrong
+        place first. Before that, once the new size has been laid out."""
+        height = self.scrollable_content_region.height
+        if self.view is not None and height > 0:
+            end = max(0, len(self.view.rows) - height)
+            # force: the scrollbar (which allows scrolling) only appears with the next layout
+            self.scroll_to(y=end if y is None else min(y, end), animate=False, immediate=True, force=True)
+        elif y is not None:
+            self.call_after_refresh(self.scroll_to, y=y, animate=False, force=True)
+        else:
+            self._follow_later()
+
+    def _at_end(self) -> bool:
+        # A follow still waiting for the layout counts: the agent was at the newest line.
+        return self._follow_pending or self.scroll_offset.y >= self.max_scroll_y - 1
+
+    def _follow_later(self) -> None:
+        """Go to the newest line once the new size has been laid out."""
+        if not self._follow_pending:
+            self._follow_pending = True
+            self.call_after_refresh(self._follow_now, self.view)
+
+    def _follow_now(self, view: ChatView | None) -> None:
+        if self._follow_pending and view is self.view:
+            self._follow_pending = False
+            self.scroll_end(animate=False, force=True)
 
     def on_resize(self, event: events.Resize) -> None:
         # The scrollbar's gutter is always reserved (CSS), so a scrollbar
@@ -199,7 +226,7 @@ class Transcript(ScrollView, can_focus=False):
             if self.view is not None:
                 self._wrap(self.view)
                 self._resize()
-                self._follow()
+                self._follow_later()
 
     @property
     def text_width(self) -> int:
@@ -227,10 +254,10 @@ class Transcript(ScrollView, can_focus=False):
             return  # wrapped in full when it is next shown
         view.rows += self.line_rows(view, line)
         if view is self.view:
-            at_end = self.scroll_offset.y >= self.max_scroll_y - 1
+            at_end = self._at_end()
             self._resize()
             if at_end:
-                self._follow()
+                self._place(None)
             self.refresh()
 
     def _wrap(self, view: ChatView) -> None:
@@ -249,44 +276,44 @@ class Transcript(ScrollView, can_focus=False):
         rows = self.view.rows
         if index >= len(rows):
             return Strip.blank(width, self.rich_style)
-        strip = Strip([Segment(text, style) for text, style in rows[index]])
+        strip = Strip([Segment(text, _STYLE[style]) for text, style in rows[index]])
         return strip.crop_extend(0, width, None).apply_style(self.rich_style)
 
     # -- rows -----------------------------------------------------------------------
 
-    def _wrapped(self, text: str, style: Style, indent: str = "  ") -> list[Row]:
-        return [[(indent + part, style)] for part in wrap(text, self.text_width - len(indent))]
+    def _wrapped(self, text: str, style: str, indent: str = "  ") -> list[Row]:
+        return [((indent + part, style),) for part in wrap(text, self.text_width - len(indent))]
 
-    def _rule(self, label: str, style: Style) -> Row:
+    def _rule(self, label: str, style: str) -> Row:
         label = f" {label} "
         side = max(2, (self.text_width - cell_len(label)) // 2)
-        return [("─" * side + label + "─" * side, style)]
+        return (("─" * side + label + "─" * side, style),)
 
     def card_rows(self, chat: Chat) -> list[Row]:
         tr, h, c = self.tr, chat.handoff, chat.customer
         kind = "urgent" if h.priority == "urgent" else ("priority" if c.flags else "normal")
-        bar = _STYLE[f"card_{kind}"]
+        bar = f"card_{kind}"
         flags = " ".join(tr(f"flag.{f}") for f in chat.flags) or "—"
         fields = [
-            (tr("card.reason"), tr(f"reason.{h.reason}") if h.reason else "—", _STYLE["plain"]),
-            (tr("card.group"), f"{h.group or '—'} · {h.priority}", _STYLE["plain"]),
-            (tr("card.flags"), f"{c.name} {flags} · {c.channel} · {c.lang}", _STYLE["plain"]),
+            (tr("card.reason"), tr(f"reason.{h.reason}") if h.reason else "—", "plain"),
+            (tr("card.group"), f"{h.group or '—'} · {h.priority}", "plain"),
+            (tr("card.flags"), f"{c.name} {flags} · {c.channel} · {c.lang}", "plain"),
         ]
         if h.intents:
-            fields.append((tr("card.intents"), ", ".join(h.intents), _STYLE["plain"]))
-        fields.append((tr("card.misses"), str(h.bot_misses), _STYLE["plain"]))
+            fields.append((tr("card.intents"), ", ".join(h.intents), "plain"))
+        fields.append((tr("card.misses"), str(h.bot_misses), "plain"))
         if h.transferred_from:
-            fields.append((tr("card.from"), h.transferred_from, _STYLE["plain"]))
+            fields.append((tr("card.from"), h.transferred_from, "plain"))
         if h.transfer_note:
-            fields.append((tr("card.note"), h.transfer_note, _STYLE["card_note"]))
+            fields.append((tr("card.note"), h.transfer_note, "card_note"))
         label_w = max(cell_len(label) for label, _, _ in fields) + 2
-        rows: list[Row] = [[("▛ " + tr("card.title"), bar)]]
+        rows: list[Row] = [(("▛ " + tr("card.title"), bar),)]
         for label, value, style in fields:
             pad = " " * (label_w - cell_len(label))
             for i, part in enumerate(wrap(value, max(10, self.text_width - label_w - 2))):
                 head = label + pad if i == 0 else " " * label_w
-                rows.append([("▌ ", bar), (head, _STYLE["bold"]), (part, style)])
-        rows.append([("▙" + "▄" * max(4, min(self.text_width, 40)), bar)])
+                rows.append((("▌ ", bar), (head, "bold"), (part, style)))
+        rows.append((("▙" + "▄" * max(4, min(self.text_width, 40)), bar),))
         return rows
 
     def line_rows(self, view: ChatView, line: Line) -> list[Row]:
@@ -297,30 +324,30 @@ class Transcript(ScrollView, can_focus=False):
         if not view.bot_started and not view.human_started and not human:
             if any(ln.sender == "bot" for ln in chat.lines):
                 view.bot_started = True
-                rows.append(self._rule(tr("bot.part"), _STYLE["rule_bot"]))
+                rows.append(self._rule(tr("bot.part"), "rule_bot"))
         if human and not view.human_started:
             view.human_started = True
             if view.bot_started:
-                rows.append(self._rule(tr("human.part"), _STYLE["rule_human"]))
+                rows.append(self._rule(tr("human.part"), "rule_human"))
         stamp = datetime.fromtimestamp(line.ts).strftime("%H:%M")
         if line.sender == "system":
             for part in wrap(f"· {text} · {stamp}", self.text_width):
                 pad = max(0, (self.text_width - cell_len(part)) // 2)
-                rows.append([(" " * pad + part, _STYLE["system"])])
+                rows.append(((" " * pad + part, "system"),))
             return rows
         if line.sender == "bot":
-            who, who_style, body_style = f"🤖 {tr('who.bot')}", _STYLE["bot"], _STYLE["bot_text"]
+            who, who_style, body_style = f"🤖 {tr('who.bot')}", "bot", "bot_text"
         elif line.kind == "note":
-            who, who_style, body_style = f"🔒 {tr('who.note')} {line.sender_name}", _STYLE["note"], _STYLE["note_text"]
+            who, who_style, body_style = f"🔒 {tr('who.note')} {line.sender_name}", "note", "note_text"
         elif line.sender == "customer":
-            who, who_style, body_style = chat.name, _STYLE["customer"], _STYLE["plain"]
+            who, who_style, body_style = chat.name, "customer", "plain"
         elif line.mine:
-            who, who_style, body_style = tr("who.me"), _STYLE["mine"], _STYLE["mine_text"]
+            who, who_style, body_style = tr("who.me"), "mine", "mine_text"
         else:
-            who, who_style, body_style = line.sender_name or "agent", _STYLE["agent"], _STYLE["plain"]
-        head: Row = [(who + " ", who_style), (stamp, _STYLE["dim"])]
+            who, who_style, body_style = line.sender_name or "agent", "agent", "plain"
+        head: Row = ((who + " ", who_style), (stamp, "dim"))
         if line.pending:
-            head.append(("  " + tr("pending"), _STYLE["pending"]))
+            head += (("  " + tr("pending"), "pending"),)
         rows.append(head)
         rows += self._wrapped(text, body_style)
         return rows
