@@ -51,7 +51,7 @@ class SlotTab(Static):
             self.slot = slot
 
     def __init__(self, slot: int) -> None:
-        super().__init__(id=f"slot-{slot}", classes="slot empty")
+        super().__init__(id=f"slot-{slot}", classes=f"slot slot-{slot} empty")
         self.slot = slot
         self._shown: object = None
 
@@ -65,7 +65,7 @@ class SlotTab(Static):
 
     def show(self, chat: Chat | None, active: bool, now: float, tr: Tr) -> None:
         waited = chat.waiting_s(now) if chat is not None else 0.0
-        classes = {"slot", "active" if active else "", "empty" if chat is None else ""}
+        classes = {"slot", f"slot-{self.slot}", "active" if active else "", "empty" if chat is None else ""}
         if chat is not None:
             classes.add(wait_class(waited))
             if chat.handoff.priority == "urgent":
@@ -432,15 +432,17 @@ class Watermark(Static):
         now = datetime.fromtimestamp(self.app.clock()).strftime("%H:%M:%S")  # type: ignore[attr-defined]
         dot = {"online": "●", "connecting": "◌", "offline": "◌", "closed": "✕"}.get(conn, "?")
         conn_style = {"online": "green", "closed": "red"}.get(conn, "yellow")
+        # Most important first: a narrow terminal cuts the line from the right,
+        # and who, when and which session must survive (seed 002).
         text = Text()
-        text.append(f" {tr('title')} ", style="bold")
         text.append(f" {agent} {name} ", style="reverse")
+        text.append(f" {now} ", style="bold")
+        text.append(f" {session} ", style="dim")
         text.append(f" {tr('status.' + status)} {load}/{cap} ", style="bold")
         text.append(f" {dot} {tr('conn.' + conn)} ", style=conn_style)
-        text.append(f" {session} ", style="dim")
-        text.append(f" {now} ", style="bold")
         if not bell:
             text.append(" 🔕", style="dim")
+        text.append(f" {tr('title')} ", style="bold")
         self.update(text, layout=False)  # one line, fixed height: no layout pass
 
 
