@@ -280,6 +280,8 @@ class Hub:
                 conv.customer = None
                 if conv.rec.state == "queued":
                     self._start_customer_grace(conv)
+                elif conv.rec.state == "assigned":
+                    self._to_agent(conv, p.Presence(conv=conv.id, online=False))
         elif session.role == "agent":
             agent_id = session.principal
             if self.agent_sessions.get(agent_id) is session:
@@ -363,6 +365,8 @@ class Hub:
         if conv is not None:
             if conv.customer is not None and conv.customer is not session:
                 conv.customer.kill(CLOSE_REPLACED, "resumed elsewhere")
+            elif conv.customer is None and rec.state == "assigned":
+                self._to_agent(conv, p.Presence(conv=conv.id, online=True))
             conv.customer = session
             conv.customer_last_at = self.clock()
             if conv.grace is not None:
@@ -669,7 +673,8 @@ class Hub:
         h = rec.handoff
         session.send(p.Watching(
             conv=rec.id, agent=rec.agent_id or "", state=rec.state, last_seq=conv.committed_seq,
-            customer=p.CustomerInfo(name=rec.customer_name, channel=rec.channel, flags=rec.flags, lang=rec.lang),
+            customer=p.CustomerInfo(name=rec.customer_name, channel=rec.channel, flags=rec.flags, lang=rec.lang,
+                                    online=conv.customer is not None),
             handoff=p.HandoffInfo(reason=h.get("reason", ""), group=rec.grp, priority=PRIORITY_NAMES.get(rec.klass, "normal"),
                                   intents=list(h.get("intents", [])), bot_misses=int(h.get("bot_misses", 0)),
                                   transfer_note=h.get("transfer_note", ""), transferred_from=h.get("transferred_from", "")),
@@ -1039,7 +1044,8 @@ class Hub:
         session.visible.add(conv_id)
         session.send(p.Assigned(
             conv=conv_id,
-            customer=p.CustomerInfo(name=rec.customer_name, channel=rec.channel, flags=rec.flags, lang=rec.lang),
+            customer=p.CustomerInfo(name=rec.customer_name, channel=rec.channel, flags=rec.flags, lang=rec.lang,
+                                    online=conv.customer is not None),
             handoff=p.HandoffInfo(
                 reason=h.get("reason", ""), group=rec.grp, priority=PRIORITY_NAMES.get(rec.klass, "normal"),
                 intents=list(h.get("intents", [])), bot_misses=int(h.get("bot_misses", 0)),
@@ -1241,6 +1247,12 @@ class Hub:
             session.error("bad_frame", "empty text", ref=ref, conv=conv)
             return False
         return True
+
+    def _to_agent(self, conv: Conversation, frame: p.Frame) -> None:
+        """To the agent holding the chat, if its desk may see it now."""
+        agent = self.agent_sessions.get(conv.rec.agent_id or "")
+        if agent is not None and conv.id in agent.visible:
+            agent.send(frame)
 
     def _to_customer(self, conv: Conversation, frame: p.Frame) -> None:
         """A non-message frame for the conversation's customer, if it may see it."""

@@ -363,6 +363,7 @@ class CustomerInfo(Struct, omit_defaults=True):
     channel: str = "web"
     flags: list[str] = []
     lang: str = "zh"
+    online: bool = True  # the customer's link is up (``presence`` tells of changes)
 
 
 class HandoffInfo(Struct, omit_defaults=True):
@@ -384,6 +385,14 @@ class Assigned(Frame, tag="assigned"):
     last_seq: int
     resumed: bool = False
     queue_wait_s: float = 0.0  # how long the customer waited for a person
+
+
+class Presence(Frame, tag="presence"):
+    """The customer of an assigned chat went offline (link lost) or came back.
+    The chat stays the agent's: the customer may resume and read the answer."""
+
+    conv: str
+    online: bool
 
 
 class Unassigned(Frame, tag="unassigned"):
@@ -567,6 +576,7 @@ HubFrame = (
     | ConvState
     | QueueStatus
     | Assigned
+    | Presence
     | Unassigned
     | RatingRequest
     | Synced

@@ -241,3 +241,52 @@ async def test_the_desk_resumes_after_the_hub_restarts_with_nothing_missing(tmp_
         assert texts == ["第一句", "重启后第二句"]  # each once, in order
         assert chat.slot == 1 and chat.synced
     await server.stop()
+
+
+async def test_the_desk_shows_a_customer_offline_and_back(hub: HubServer, tmp_path: Path) -> None:
+    """A customer's link drops: their slot and the composer label say so; on return the mark goes."""
+    from desk.agent.widgets import SlotTab
+
+    await ready(hub)
+    app = desk_for(hub, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await online(pilot, app)
+        c = await customer(hub.url, "王先生")
+        await until(pilot, lambda: len(app.model.open_chats()) == 1, "chat")
+        chat = app.model.by_conv[c.conv]
+        tab = app.query_one("#slot-1", SlotTab)
+        label = app.query_one("#composer-to")
+        await c.close()
+        await until(pilot, lambda: not chat.online, "offline seen")
+        await until(pilot, lambda: "离线" in str(tab.render()), "slot mark")
+        assert "离线" in str(label.render())
+        back = await Client.connect(hub.url)
+        await back.send(type="hello", name="王先生", resume_token=c.token, last_seq=0)
+        await until(pilot, lambda: chat.online, "back online")
+        await until(pilot, lambda: "离线" not in str(tab.render()), "mark gone")
+        assert "离线" not in str(label.render())
+
+
+async def test_a_supervisors_whisper_is_labelled_as_such_on_the_desk(hub: HubServer, tmp_path: Path) -> None:
+    """A whisper shows as the supervisor's, not as one of the agent's own notes."""
+    from desk.agent.widgets import Transcript
+
+    await ready(hub)
+    await hub.hub.add_user("sup", "值班主管", "pw", role="supervisor")
+    app = desk_for(hub, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await online(pilot, app)
+        c = await customer(hub.url, "王先生")
+        await until(pilot, lambda: len(app.model.open_chats()) == 1, "chat")
+        from .helpers import agent as staff_socket
+
+        sup = await staff_socket(hub.url, "sup")
+        await sup.send(type="watch", conv=c.conv)  # a supervisor whispers into a chat it watches
+        await sup.expect("synced", lambda f: f["conv"] == c.conv)
+        await sup.send(type="whisper", conv=c.conv, msg_id="w1", text="先核实身份")
+        chat = app.model.by_conv[c.conv]
+        await until(pilot, lambda: any(ln.text == "先核实身份" for ln in chat.lines), "whisper arrived")
+        rows = ["".join(text for text, _ in row) for row in app.query_one(Transcript).view.rows]  # type: ignore[union-attr]
+        head = next(i for i, r in enumerate(rows) if "先核实身份" in r) - 1
+        assert "主管提示" in rows[head] and "值班主管" in rows[head], rows[head]
+        assert not [f for f in c.of("msg") if f["text"] == "先核实身份"]  # the customer never sees it

@@ -426,3 +426,30 @@ async def test_a_chat_requeued_after_its_customer_left_is_abandoned_not_kept(tmp
         assert rows[0][0] == "abandoned"
     finally:
         await server.stop()
+
+
+async def test_the_agent_sees_the_customer_go_offline_and_come_back(hub: HubServer) -> None:
+    """A customer whose link drops mid-chat stays the agent's; the desk is told, and told again on return."""
+    a = await online_agent(hub, "a1")
+    c = await customer(hub.url)
+    card = await a.expect("assigned")
+    assert card["customer"].get("online", True)  # omitted when true
+    await a.expect("synced")
+    await c.close()
+    gone = await a.expect("presence", lambda f: f["conv"] == c.conv)
+    assert gone["online"] is False
+    assert hub.hub.router.agents["a1"].chats == {c.conv}  # still the agent's
+    # An agent logging in again meanwhile learns it from the card.
+    token = a.token
+    await a.close()
+    await wait_until(lambda: not hub.hub.router.agents["a1"].connected, what="agent gone")
+    a2 = await Client.connect(hub.url)
+    await a2.send(type="login", user="a1", token=token)
+    card = await a2.expect("assigned", lambda f: f["conv"] == c.conv)
+    assert card["customer"]["online"] is False
+    back = await Client.connect(hub.url)
+    await back.send(type="hello", name="王先生", resume_token=c.token, last_seq=0)
+    await back.expect("synced")
+    came = await a2.expect("presence", lambda f: f["conv"] == c.conv and f["online"])
+    assert came["online"] is True
+    assert not [f for f in back.of("presence")]  # the customer is never sent presence frames

@@ -234,6 +234,17 @@ class AgentDesk(HubLinkMixin, App[None]):
             self.show_current()
         self.queue_bars()
 
+    def frame_presence(self, f: p.Presence) -> None:
+        chat = self.model.by_conv.get(f.conv)
+        if chat is None:
+            return
+        chat.customer.online = f.online
+        if not f.online:
+            chat.customer_typing = False
+        if self.model.active == chat.slot:
+            self.show_current()  # the composer label says so
+        self.queue_bars()
+
     def frame_msg(self, f: p.Msg) -> None:
         chat = self.model.on_msg(f, self.clock())
         if chat is None:
@@ -344,7 +355,8 @@ class AgentDesk(HubLinkMixin, App[None]):
         else:
             transcript.show(chat.conv)
             composer.load(chat.conv, chat.draft)
-            label.update(self.tr("composer.to", slot=chat.slot, name=chat.name), layout=False)
+            away = "" if chat.online else self.tr("composer.offline")
+            label.update(self.tr("composer.to", slot=chat.slot, name=chat.name) + away, layout=False)
             label.set_classes(f"slot-color-{chat.slot}")
             composer.focus()
         self.refresh_outbox()

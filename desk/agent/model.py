@@ -56,6 +56,11 @@ class Chat:
         return self.customer.name
 
     @property
+    def online(self) -> bool:
+        """The customer's link is up (the hub's ``presence`` frames keep it current)."""
+        return self.customer.online
+
+    @property
     def flags(self) -> list[str]:
         marks = list(self.customer.flags)
         if self.handoff.priority == "urgent":

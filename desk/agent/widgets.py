@@ -82,6 +82,8 @@ class SlotTab(Static):
         if marks:
             text.append(marks, style="bold red" if "urgent" in chat.flags else "bold magenta")
         text.append("\n")
+        if not chat.online:
+            text.append(f"⌁{tr('slot.offline')} ", style="italic")
         if not chat.synced:
             text.append(f"⟳{tr('slot.syncing')} ", style="italic")
         if chat.unread:
@@ -337,6 +339,8 @@ class Transcript(ScrollView, can_focus=False):
             return rows
         if line.sender == "bot":
             who, who_style, body_style = f"🤖 {tr('who.bot')}", "bot", "bot_text"
+        elif line.kind == "note" and line.sender == "supervisor":  # a whisper: from the supervisor, to the agent only
+            who, who_style, body_style = f"📣 {tr('who.whisper')} {line.sender_name}", "note", "note_text"
         elif line.kind == "note":
             who, who_style, body_style = f"🔒 {tr('who.note')} {line.sender_name}", "note", "note_text"
         elif line.sender == "customer":
