@@ -3,8 +3,14 @@
     desk hub --port 8765 --db desk.db        run the hub
     desk user add a1 --name 李娜 --groups cards,general
     desk user list | disable ID | enable ID | set ID --max 4
+    desk phrases import FILE | export FILE | list | stats
+    desk kb check [FILE] | misses
     desk audit verify                         check the audit log's hash chain
+    desk report --from DAY --to DAY --out DIR the weekly review as CSV files
     desk demo                                 hub + demo accounts (what `make demo` runs)
+
+Options a command's subcommands share (``--db``) may come before or after the
+subcommand: ``desk user --db X.db add a1`` and ``desk user add a1 --db X.db``.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import logging
 import os
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 from server import admin
@@ -32,6 +39,22 @@ DELEGATED = {
     "simulate": ("desk.simulate", "simulated customers (steady, surge, load)"),
     "monitor": ("desk.monitor.__main__", "the supervisor monitor"),
 }
+
+
+def _cells(text: str, width: int) -> str:
+    """`text` padded to `width` terminal cells (a Chinese character takes two)."""
+    from rich.cells import cell_len
+
+    return text + " " * max(0, width - cell_len(text))
+
+
+def _existing_db(args: argparse.Namespace) -> Path:
+    """The database a reading command works on; an AdminError if it is not
+    there (opening it would create an empty one and report on nothing)."""
+    db = Path(args.db)
+    if not db.exists():
+        raise admin.AdminError(f"no database at {db} (give --db, or set $DESK_DB)")
+    return db
 
 
 def _groups(text: str | None) -> list[str] | None:
@@ -74,13 +97,13 @@ def _print_users(users: list) -> None:  # type: ignore[type-arg]
     print(f"{'id':<12} {'role':<11} {'name':<12} {'max':>3}  {'status':<8} {'groups'}")
     for u in users:
         state = "disabled" if u.disabled else u.status
-        print(f"{u.id:<12} {u.role:<11} {u.name:<12} {u.max_chats:>3}  {state:<8} {','.join(u.groups)}")
+        print(f"{_cells(u.id, 12)} {u.role:<11} {_cells(u.name, 12)} {u.max_chats:>3}  {state:<8} {','.join(u.groups)}")
 
 
 def _phrases(args: argparse.Namespace) -> int:
     from phrasebook import PhraseImportError, PhraseIndex
 
-    db = Path(args.db)
+    db = Path(args.db) if args.action == "import" else _existing_db(args)
     if args.action == "import":
         try:
             written, deleted = asyncio.run(admin.import_phrases(
@@ -134,12 +157,51 @@ def _kb(args: argparse.Namespace) -> int:
         print(f"{args.file}: {len(kb.entries)} entries, valid. A running hub reloads it when the file"
               " changes (or on kill -HUP, or a supervisor's reload).")
         return 0
-    rows = asyncio.run(admin.top_misses(Path(args.db), args.limit))
+    rows = asyncio.run(admin.top_misses(_existing_db(args), args.limit))
     print(f"{'times':>6}  last asked        question")
     for sample, count, last in rows:
         stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(last))
         print(f"{count:>6}  {stamp}  {sample}")
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from server.report import last_week, write_report
+
+    start, end = last_week()
+    start, end = args.start or start, args.end or end
+    if start > end:
+        raise admin.AdminError(f"--from {start} is after --to {end}")
+    out = Path(args.out)
+    counts = asyncio.run(write_report(_existing_db(args), start, end, out))
+    print(f"review {start} .. {end} written to {out}/: agents.csv ({counts['agent_days']} agent-days), "
+          f"days.csv ({counts['days']} days), dissatisfied.csv ({counts['dissatisfied']} chats)")
+    return 0
+
+
+def _day(text: str) -> date:
+    from server.report import parse_day
+
+    try:
+        return parse_day(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day like 2026-11-16") from None
+
+
+def _db_command(
+    sub: argparse._SubParsersAction, name: str, help_: str
+) -> tuple[argparse._SubParsersAction, argparse.ArgumentParser]:
+    """A command with subcommands that all work on the database. ``--db`` is
+    accepted before the subcommand (``desk user --db X add``) and after it
+    (``desk user add a1 --db X``); given in both places, the later one wins.
+    Returns the command's subparsers and the parent to give each subcommand."""
+    db_help = f"SQLite file (default {DEFAULT_DB}, or $DESK_DB)"
+    cmd = sub.add_parser(name, help=help_)
+    cmd.add_argument("--db", default=str(DEFAULT_DB), help=db_help)
+    # After the subcommand: no default, so it never hides a --db given before.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
+    return cmd.add_subparsers(dest="action", required=True), after
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,54 +232,53 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_) in DELEGATED.items():
         sub.add_parser(name, help=f"{help_} (desk {name} --help)", add_help=False)
 
-    user = sub.add_parser("user", help="manage agents and supervisors")
-    user.add_argument("--db", default=str(DEFAULT_DB))
-    usub = user.add_subparsers(dest="action", required=True)
-    add = usub.add_parser("add", help="add an agent or supervisor")
+    usub, shared = _db_command(sub, "user", "manage agents and supervisors")
+    add = usub.add_parser("add", help="add an agent or supervisor", parents=[shared])
     add.add_argument("id")
     add.add_argument("--name", required=True)
     add.add_argument("--role", choices=["agent", "supervisor"], default="agent")
     add.add_argument("--groups", default="general", help="comma-separated skill groups")
     add.add_argument("--max", type=int, default=5, help="max concurrent chats (0-5)")
     add.add_argument("--password", help="(else $DESK_PASSWORD, else prompt)")
-    usub.add_parser("list", help="list staff")
+    usub.add_parser("list", help="list staff", parents=[shared])
     for name in ("disable", "enable"):
-        usub.add_parser(name, help=f"{name} a user").add_argument("id")
-    st = usub.add_parser("set", help="change a user")
+        usub.add_parser(name, help=f"{name} a user", parents=[shared]).add_argument("id")
+    st = usub.add_parser("set", help="change a user", parents=[shared])
     st.add_argument("id")
     st.add_argument("--name")
     st.add_argument("--groups")
     st.add_argument("--max", type=int)
     st.add_argument("--password")
 
-    ph = sub.add_parser("phrases", help="the phrasebook: import, export, list, stats")
-    ph.add_argument("--db", default=str(DEFAULT_DB))
-    psub = ph.add_subparsers(dest="action", required=True)
-    imp = psub.add_parser("import", help="import a YAML or CSV file (team, or --owner's personal)")
+    psub, shared = _db_command(sub, "phrases", "the phrasebook: import, export, list, stats")
+    imp = psub.add_parser("import", help="import a YAML or CSV file (team, or --owner's personal)",
+                          parents=[shared])  # fmt: skip
     imp.add_argument("file")
     imp.add_argument("--owner", help="import as this agent's personal phrases")
     imp.add_argument("--replace", action="store_true", help="delete phrases of that scope missing from the file")
-    exp = psub.add_parser("export", help="export to a YAML or CSV file (by extension)")
+    exp = psub.add_parser("export", help="export to a YAML or CSV file (by extension)", parents=[shared])
     exp.add_argument("file")
     exp.add_argument("--owner", help="export this agent's personal phrases instead of the team's")
-    ls = psub.add_parser("list", help="list phrases, or search them like the desk does")
+    ls = psub.add_parser("list", help="list phrases, or search them like the desk does", parents=[shared])
     ls.add_argument("--agent", help="include this agent's personal phrases and rank by its usage")
     ls.add_argument("--search", help="a query: shortcode, Chinese, English or pinyin (gs, guashi)")
     ls.add_argument("--lang", choices=["zh", "en"])
-    psub.add_parser("stats", help="usage per phrase and per agent")
+    psub.add_parser("stats", help="usage per phrase and per agent", parents=[shared])
 
-    kb = sub.add_parser("kb", help="the bot's knowledge base")
-    kb.add_argument("--db", default=str(DEFAULT_DB))
-    ksub = kb.add_subparsers(dest="action", required=True)
-    chk = ksub.add_parser("check", help="validate a knowledge base file")
+    ksub, shared = _db_command(sub, "kb", "the bot's knowledge base")
+    chk = ksub.add_parser("check", help="validate a knowledge base file", parents=[shared])
     chk.add_argument("file", nargs="?", default=str(DEFAULT_KB))
-    ms = ksub.add_parser("misses", help="questions the bot could not answer, most asked first")
+    ms = ksub.add_parser("misses", help="questions the bot could not answer, most asked first", parents=[shared])
     ms.add_argument("--limit", type=int, default=30)
 
-    audit = sub.add_parser("audit", help="the audit log")
-    audit.add_argument("--db", default=str(DEFAULT_DB))
-    asub = audit.add_subparsers(dest="action", required=True)
-    asub.add_parser("verify", help="check the hash chain")
+    asub, shared = _db_command(sub, "audit", "the audit log")
+    asub.add_parser("verify", help="check the hash chain", parents=[shared])
+
+    rep = sub.add_parser("report", help="the weekly review: CSV files for a date range (default last week)")
+    rep.add_argument("--db", default=str(DEFAULT_DB), help=f"SQLite file (default {DEFAULT_DB}, or $DESK_DB)")
+    rep.add_argument("--from", dest="start", type=_day, metavar="DAY", help="first day, 2026-11-16 (default: last Monday)")
+    rep.add_argument("--to", dest="end", type=_day, metavar="DAY", help="last day, included (default: last Sunday)")
+    rep.add_argument("--out", default="review", help="folder for the CSV files and transcripts (default review/)")
     return parser
 
 
@@ -261,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             print(demo.banner(args.port), flush=True)
             return demo.run(port=args.port, rate=args.rate, lang=args.lang, simulate=not args.no_sim)
         elif args.cmd == "user":
-            db = Path(args.db)
+            db = Path(args.db) if args.action == "add" else _existing_db(args)
             if args.action == "add":
                 u = asyncio.run(admin.add_user(db, args.id, args.name, _password(args), args.role,
                                                _groups(args.groups), args.max))
@@ -279,8 +340,10 @@ def main(argv: list[str] | None = None) -> int:
             return _phrases(args)
         elif args.cmd == "kb":
             return _kb(args)
+        elif args.cmd == "report":
+            return _report(args)
         elif args.cmd == "audit":
-            ok, count, problem = asyncio.run(admin.verify_audit(Path(args.db)))
+            ok, count, problem = asyncio.run(admin.verify_audit(_existing_db(args)))
             print(f"audit log {'intact' if ok else 'BROKEN'}: {count} entries checked" + (f"; {problem}" if problem else ""))
             return 0 if ok else 1
     except admin.AdminError as exc:
