@@ -7,6 +7,14 @@ then logs in again or resumes with the token and its cursors, and resends
 every message that was not acked, with the same ``msg_id`` so the hub stores
 each once. Cursors (the last ``seq`` held per conversation) advance from
 ``msg`` and ``synced`` frames.
+
+A message the hub refuses for good (an ``error`` whose ``ref`` is its
+``msg_id`` and whose code is in ``FINAL_SEND_ERRORS``: the chat has ended, it
+is not yours, the text is too long...) leaves the unsent queue: sending it
+again could only be refused again. The app gets that ``error`` frame like
+any other and marks the line as not sent. A transient refusal
+(``store_failed``, ``rate_limited``) keeps the message queued and sends it
+again shortly, without waiting for a reconnect.
 """
 
 from __future__ import annotations
@@ -30,6 +38,15 @@ log = logging.getLogger("desk.client")
 FrameHandler = Callable[[Any], Awaitable[None] | None]
 # Close codes after which reconnecting would be wrong (see docs/PROTOCOL.md).
 FINAL_CLOSES = {4001, 4002}
+# Refusals of a message (error ``ref`` = its msg_id) that resending the same
+# frame cannot change: it leaves the unsent queue (docs/PROTOCOL.md, Errors).
+FINAL_SEND_ERRORS = frozenset({"invalid_state", "unknown_conversation", "forbidden", "too_long", "bad_frame"})
+# Refusals that another try may pass: every unacked message goes again (the
+# hub stores each msg_id once), up to len(RETRY_DELAYS) rounds while some stay
+# unacked, pausing RETRY_DELAYS (one step longer each round, back to the first
+# after an ack). ``rate_limited`` names no frame, hence "every".
+TRANSIENT_SEND_ERRORS = frozenset({"store_failed", "rate_limited", "internal"})
+RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0)
 
 
 def quick_backoff() -> Generator[float]:
@@ -84,6 +101,8 @@ class HubClient:
         self._prefix = secrets.token_hex(3)
         self._stop = False
         self._ready = asyncio.Event()
+        self._retry: asyncio.Task[None] | None = None
+        self._refusals = 0  # retry rounds since the last ack
 
     # -- sending ----------------------------------------------------------------
 
@@ -94,9 +113,9 @@ class HubClient:
         """Queue a message until the hub acks it; returns its msg_id."""
         msg_id = self.new_msg_id()
         frame: p.Send | p.Note = (p.Note if note else p.Send)(conv=conv, msg_id=msg_id, text=text)
-        self.pending[msg_id] = Pending(frame)
-        await self._try_send(frame)
-        self.pending[msg_id].sent += 1
+        pend = self.pending[msg_id] = Pending(frame)
+        if await self._try_send(frame):  # its ack (or refusal) may come before this returns
+            pend.sent += 1
         return msg_id
 
     async def send(self, frame: p.Frame) -> bool:
@@ -189,6 +208,7 @@ class HubClient:
                 st.cursors[frame.conv] = frame.seq
         elif isinstance(frame, p.Ack):
             self.pending.pop(frame.msg_id, None)
+            self._refusals = 0
             if frame.seq > st.cursors.get(frame.conv, 0):
                 st.cursors[frame.conv] = frame.seq
         elif isinstance(frame, p.Assigned):
@@ -206,14 +226,23 @@ class HubClient:
             st.syncing.discard(frame.conv)
             for msg_id in [m for m, pend in self.pending.items() if pend.frame.conv == frame.conv]:
                 del self.pending[msg_id]
-        elif isinstance(frame, p.Error) and frame.code == "unknown_token":
+        elif isinstance(frame, p.Error):
+            await self._refused(ws, frame)
+
+    async def _refused(self, ws: ClientConnection, frame: p.Error) -> None:
+        st = self.state
+        if frame.code == "unknown_token":
             st.token = ""  # start afresh next time
             if self.hello is not None:
                 await ws.send(p.encode(self.hello), text=True)
-        elif isinstance(frame, p.Error) and frame.code in ("bad_credentials", "throttled") and st.token:
+        elif frame.code in ("bad_credentials", "throttled") and st.token:
             st.token = ""  # the saved token no longer works: fall back to the password
             if self.login is not None and self.login.password:
                 await ws.send(p.encode(self.login), text=True)
+        elif frame.code in FINAL_SEND_ERRORS and frame.ref in self.pending:
+            del self.pending[frame.ref]  # refused for good: never sent again
+        elif frame.code in TRANSIENT_SEND_ERRORS and self.pending:
+            self._retry_soon()
 
     async def _online(self, ws: ClientConnection) -> None:
         self._set_status("online")
@@ -221,6 +250,27 @@ class HubClient:
         for pend in list(self.pending.values()):  # the same msg_id: stored once
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(p.encode(pend.frame), text=True)
+                pend.sent += 1
+
+    def _retry_soon(self) -> None:
+        """After a transient refusal: send the unacked messages again (one retry task at most)."""
+        if self._retry is None or self._retry.done():
+            self._retry = asyncio.get_running_loop().create_task(self._resend_unacked())
+
+    async def _resend_unacked(self) -> None:
+        # A few rounds, not one: the hub reports only some of the frames it
+        # drops for the rate limit, so a resend may be dropped without a word.
+        for _ in RETRY_DELAYS:
+            await asyncio.sleep(RETRY_DELAYS[min(self._refusals, len(RETRY_DELAYS) - 1)])
+            self._refusals += 1
+            ws = self._ws
+            if ws is None or self.state.status != "online" or self._stop or not self.pending:
+                return  # done, or offline: the next login sends them all anyway
+            for pend in list(self.pending.values()):
+                try:
+                    await ws.send(p.encode(pend.frame), text=True)
+                except ConnectionClosed:
+                    return
                 pend.sent += 1
 
     def _set_status(self, status: str) -> None:
@@ -231,6 +281,8 @@ class HubClient:
 
     async def close(self) -> None:
         self._stop = True
+        if self._retry is not None:
+            self._retry.cancel()
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):

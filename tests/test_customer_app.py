@@ -198,6 +198,45 @@ async def test_resume_after_a_dropped_link_shows_every_message_once_in_order(
     assert rows[0][0] == 1
 
 
+async def test_a_line_written_offline_into_a_chat_that_ended_meanwhile_says_not_sent(
+    hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub refuses it (invalid_state): the line reads "not sent (chat ended)", and it is not sent again."""
+    gate = asyncio.Event()
+    resume = hub.hub._resume_customer
+
+    async def held_resume(session: object, f: p.Hello) -> None:
+        await gate.wait()
+        await resume(session, f)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hub.hub, "_resume_customer", held_resume)
+    a = await online(hub)
+    app = make_customer_app(hub.url, name="张阿姨", ui_lang="zh")
+    async with app.run_test(size=(80, 24)) as pilot:
+        chat = await chat_of(pilot)
+        await until(pilot, lambda: chat.model.state == "assigned", "assigned")
+        conv = (await a.expect("assigned"))["conv"]
+        await a.expect("synced")
+        assert chat.client is not None
+        chat.client.drop()
+        await until(pilot, lambda: chat.link == "reconnecting", "the reconnecting mark")
+        await pilot.press(*"还在吗", "enter")
+        late = chat.model.lines[-1]
+        assert late.pending and any("发送中…" in row for row in chat.query_one(Transcript).text_rows())
+        await a.send(type="close", conv=conv)  # the chat ends while the customer is away
+        await a.expect("ok", lambda f: f["ref"] == "close")
+        gate.set()
+
+        await until(pilot, lambda: late.failed == "invalid_state", "the refusal")
+        assert not late.pending
+        rows = [row for row in chat.query_one(Transcript).text_rows() if "还在吗" in row or "未发送" in row]
+        assert any("未发送（对话已结束）" in row for row in rows), rows
+        assert not any("发送中…" in row for row in chat.query_one(Transcript).text_rows())
+        assert chat.client.pending == {}  # refused for good: the client will not send it again
+    rows = await hub.hub.store.query("SELECT COUNT(*) FROM messages WHERE text='还在吗'")
+    assert rows[0][0] == 0
+
+
 @pytest.mark.parametrize("how", ["key", "button"])
 async def test_asking_for_a_person_after_the_bot_answers(bot_hub: HubServer, how: str) -> None:
     """The bot answers "ATM吞卡了怎么办"; F2 (or the button) queues the chat for a person."""

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+# A refusal in FINAL_SEND_ERRORS fails the line: HubClient, on the same codes,
+# has dropped it from its unsent queue.
+from desk.client import FINAL_SEND_ERRORS
 from server import protocol as p
 
 Who = Literal["me", "bot", "agent", "system"]
 Link = Literal["connecting", "online", "reconnecting", "closed"]
-
-# Errors after which resending the same msg_id cannot help: the line is failed.
-FINAL_SEND_ERRORS = {"too_long", "bad_frame", "invalid_state", "unknown_conversation", "forbidden"}
 
 
 @dataclass(eq=False)
@@ -244,7 +244,7 @@ class ChatModel:
 
     def _refused(self, line: Line, f: p.Error) -> Update:
         if f.code not in FINAL_SEND_ERRORS or line.seq is not None:
-            return Update(error=f)  # transient: the client resends it after a reconnect
+            return Update(error=f)  # transient: the client sends it again by itself
         line.failed = f.code
         return Update(lines=[line])
 

@@ -237,9 +237,7 @@ class ChatScreen(Screen[None]):
             for line in up.removed:
                 transcript.remove_line(line)
             for line in up.lines:
-                transcript.set_line(line)
-                if line.failed and self.client is not None:
-                    self.client.pending.pop(line.msg_id, None)  # refused for good: stop resending
+                transcript.set_line(line)  # a failed line says why (HubClient no longer resends it)
         if up.status:
             self.refresh_status()
         if up.notice:

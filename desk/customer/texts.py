@@ -108,6 +108,8 @@ TEXTS: Table = {
     "err_unknown_conversation": {"zh": "对话已失效", "en": "chat expired"},
     "err_rate_limited": {"zh": "发送太快，请稍候", "en": "too fast, please wait"},
     "err_store_failed": {"zh": "暂存失败，正在重试", "en": "not stored, retrying"},
+    "err_forbidden": {"zh": "不允许发送", "en": "not allowed"},
+    "err_internal": {"zh": "服务暂时异常，正在重试", "en": "service hiccup, retrying"},
 }
 
 
