@@ -898,12 +898,16 @@ class Hub:
         if conv_id not in session.visible:
             session.drop_sync(conv_id)
             return
+        conv = self.convs.get(conv_id)
+        if conv is not None:
+            # A row can be read before its commit is synced: it comes live
+            # once durable (held back meanwhile), never from here before that.
+            msgs = [m for m in msgs if m.seq <= conv.committed_seq]
         for rec in msgs:
             session.push(p.encode(_msg_frame(rec)))
             if session.backlog > session.max_outbound // 2:
                 await session.flush()  # a long history must not trip the slow-client limit
         last = session.end_sync(conv_id, msgs[-1].seq if msgs else after)
-        conv = self.convs.get(conv_id)
         if conv is not None:
             last = max(last, conv.committed_seq)
         session.send(p.Synced(conv=conv_id, last_seq=max(last, known)))

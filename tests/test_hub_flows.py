@@ -453,3 +453,40 @@ async def test_the_agent_sees_the_customer_go_offline_and_come_back(hub: HubServ
     came = await a2.expect("presence", lambda f: f["conv"] == c.conv and f["online"])
     assert came["online"] is True
     assert not [f for f in back.of("presence")]  # the customer is never sent presence frames
+
+
+async def test_a_resume_never_replays_a_message_before_it_is_durable(tmp_path) -> None:
+    """With FULL, a row is in the database before its WAL is synced. A customer resuming in that
+    moment must not be shown it from the replay: it comes once durable, live, exactly once."""
+    import os
+    import signal
+
+    from server.net import build_hub
+
+    from .conftest import hub_config
+
+    server = await build_hub(hub_config(tmp_path, sqlite_synchronous="FULL")).start()
+    try:
+        a = await online_agent(server, "a1")
+        c = await customer(server.url)
+        await a.expect("synced")
+        await c.say("在吗")
+        sync_pid = server.hub.store._sync.pid  # type: ignore[attr-defined]
+        os.kill(sync_pid, signal.SIGSTOP)  # the disk is slow: the next commit waits for its sync
+        try:
+            await a.send(type="send", conv=c.conv, msg_id="r1", text="还没落盘的回复")
+            await wait_until(lambda: server.hub.convs[c.conv].last_seq > server.hub.convs[c.conv].committed_seq,
+                             what="written, not yet synced")  # fmt: skip
+            back = await Client.connect(server.url)
+            await back.send(type="hello", name="王先生", resume_token=c.token, last_seq=0)
+            await back.expect("synced")
+            assert "还没落盘的回复" not in back.texts()
+            assert not a.of("ack")
+        finally:
+            os.kill(sync_pid, signal.SIGCONT)
+        await a.expect("ack", lambda f: f["msg_id"] == "r1")
+        await back.expect("msg", lambda f: f["text"] == "还没落盘的回复")
+        await asyncio.sleep(0.1)
+        assert back.texts().count("还没落盘的回复") == 1
+    finally:
+        await server.stop()

@@ -31,6 +31,7 @@ def fed(tab: str = "agents", watch: bool = False):  # type: ignore[no-untyped-de
         app.clear_notifications()
         app.refresh_bar()
         await pilot.pause()
+        await pilot.pause()  # a scroll settled in the last frame repaints its scrollbar in this one
 
     return run_before
 

@@ -454,6 +454,7 @@ class HubMachine(RuleBasedStateMachine):
         hub = self.hub
         if wire.role == "customer":
             own = wire.session.conv if wire.session else ""
+            assert kind != "presence", "a customer was sent a presence frame (agents only)"
             if conv:
                 assert conv == own, f"customer of {own} got a {kind} of {conv}"
             if kind == "msg":
@@ -463,7 +464,7 @@ class HubMachine(RuleBasedStateMachine):
                 wire.last_seq[conv] = f["seq"]
             return
         a = wire.name
-        if kind in ("assigned", "msg", "synced", "typing", "resync"):
+        if kind in ("assigned", "msg", "synced", "typing", "resync", "presence"):
             chat = hub.router.chats.get(conv)
             holder = chat.agent if chat is not None and chat.state == "assigned" else None
             assert holder == a, f"{a} got a {kind} of {conv}, held by {holder}"
@@ -486,6 +487,8 @@ class HubMachine(RuleBasedStateMachine):
             asked = f.get("reason") == "not_yours" and conv in wire.cursors_sent  # it named the chat itself
             assert conv in wire.spells or asked, f"{a} told it lost {conv}, which it was never shown"
             wire.spells.pop(conv, None)
+        elif kind == "presence":
+            assert conv in wire.spells, f"{a} told of the customer of {conv}, which it was never shown"
         elif kind in ("synced", "resync", "typing", "ack", "ok", "error", "login_ok", "status"):
             pass
         else:

@@ -160,7 +160,8 @@ async def test_after_a_failed_disk_sync_the_store_acks_nothing_more(tmp_path: Pa
         assert store._sync is not None and store._sync.pid is not None
         fifo = tmp_path / "refuses-sync"
         os.mkfifo(fifo)
-        store._sync.wal = fifo  # the next helper syncs a file the kernel cannot sync
+        os.close(store._sync._fd)  # the next helper syncs something the kernel cannot sync
+        store._sync._fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
         os.kill(store._sync.pid, signal.SIGKILL)
         with pytest.raises(StoreError, match="WAL sync failed"):
             await asyncio.wait_for(store.append_message(msg(1)), 10)
@@ -202,5 +203,120 @@ async def test_the_wal_stays_bounded_under_writes_that_never_pause(tmp_path: Pat
         assert size < 8 * 300 * 4096, size
         rows = await store.query("SELECT COUNT(*) FROM messages")
         assert rows[0][0] == 400 * 50
+    finally:
+        await store.close()
+
+
+async def test_a_symlinked_database_has_its_real_wal_synced(tmp_path: Path) -> None:
+    """SQLite follows the link: the sync helper must sync the WAL beside the real file, not the link."""
+    import os
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link.db").symlink_to(real / "hub.db")
+    (tmp_path / "link.db-wal").write_bytes(b"")  # a stray file where a naive helper would look
+    store = SQLiteStore(tmp_path / "link.db")
+    await store.open()
+    try:
+        store.insert_conversation(ConversationRecord(id="c-1", customer_name="王先生", created_at=1.0))
+        await store.append_message(msg(1))
+        assert store._sync is not None and store._sync.pid is not None
+        synced = os.readlink(f"/proc/{store._sync.pid}/fd/{store._sync._fd}")
+        assert synced == str(real / "hub.db-wal")
+    finally:
+        await store.close()
+
+
+async def test_writes_resolve_in_the_order_they_were_submitted_even_when_one_fails(tmp_path: Path) -> None:
+    """A bad write in a group commit fails alone, and not ahead of the good writes before it."""
+    store = SQLiteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        store.insert_conversation(ConversationRecord(id="c-1", customer_name="王先生", created_at=1.0))
+        await store.barrier()
+        order: list[str] = []
+        futs = [store.append_message(msg(1)), store.append_message(msg(2)), store.append_message(msg(1, "dup"))]
+        for name, fut in zip(("seq1", "seq2", "dup"), futs, strict=True):
+            fut.add_done_callback(lambda f, n=name: order.append(f"{n}:{'err' if f.exception() else 'ok'}"))
+        await asyncio.gather(*futs, return_exceptions=True)
+        await asyncio.sleep(0)  # the last done-callback
+        assert order == ["seq1:ok", "seq2:ok", "dup:err"]
+    finally:
+        await store.close()
+
+
+async def test_a_long_queue_is_committed_in_turns_not_by_recursion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of batches queued at once (synchronous=NORMAL resolves each at once): every write
+    lands, the writer gives the loop back between batches, and close() does not wait for a stranded one."""
+    from server.store import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "MAX_BATCH", 2)  # 3,000 batches: far past Python's recursion limit
+    store = SQLiteStore(tmp_path / "s.db", synchronous="NORMAL")
+    await store.open()
+    try:
+        store.insert_conversation(ConversationRecord(id="c-1", customer_name="王先生", created_at=1.0))
+        results = await asyncio.wait_for(
+            asyncio.gather(*[store.append_message(msg(i)) for i in range(1, 6001)], return_exceptions=True), 60
+        )
+        assert [r for r in results if r is not None] == []
+        assert (await store.query("SELECT COUNT(*) FROM messages"))[0][0] == 6000
+    finally:
+        await asyncio.wait_for(store.close(), 10)
+
+
+async def test_a_reader_pinning_the_wal_does_not_make_the_writer_pause_again_and_again(tmp_path: Path) -> None:
+    """While a reader holds an old snapshot the WAL cannot start over: the writer tries once, says so,
+    and does not keep pausing for nothing."""
+    store = SQLiteStore(tmp_path / "s.db", synchronous="NORMAL")
+    await store.open()
+    store.wal_limit_frames = 100
+    store.checkpoint_every = 5
+    reader = sqlite3.connect(tmp_path / "s.db")
+    try:
+        store.insert_conversation(ConversationRecord(id="c-1", customer_name="王先生", created_at=1.0))
+        await store.barrier()
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM messages").fetchone()  # holds its snapshot
+        seq = 0
+        for _ in range(200):
+            batch = []
+            for _ in range(20):
+                seq += 1
+                batch.append(store.append_message(msg(seq, "您好，我想查一下转账为什么还没到账" * 4)))
+            await asyncio.gather(*batch)
+        assert 1 <= store.full_checkpoints <= 2, store.full_checkpoints
+    finally:
+        reader.close()
+        await store.close()
+
+
+async def test_a_lock_taken_while_a_bad_write_is_isolated_delays_the_others_not_fails_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group commit fails on a bad write; while its writes are retried one by one another process
+    takes the lock: the bad write fails, the others are stored once the lock is free."""
+    from server.store import sqlite as sqlite_store
+
+    store = SQLiteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        store.insert_conversation(ConversationRecord(id="c-1", customer_name="王先生", created_at=1.0))
+        await store.barrier()
+        real = sqlite_store._run_transaction
+        calls = {"n": 0}
+
+        def other_process_takes_the_lock(conn: sqlite3.Connection, groups: list) -> None:  # type: ignore[type-arg]
+            calls["n"] += 1
+            if calls["n"] == 3:  # the second write of the isolation
+                raise sqlite3.OperationalError("database is locked")
+            real(conn, groups)
+
+        monkeypatch.setattr(sqlite_store, "_run_transaction", other_process_takes_the_lock)
+        results = await asyncio.gather(store.append_message(msg(1, "dup-to-be")), store.append_message(msg(1)),
+                                       store.append_message(msg(2)), store.append_message(msg(3)),
+                                       return_exceptions=True)  # fmt: skip
+        assert results[0] is None and isinstance(results[1], StoreError)
+        assert results[2] is None and results[3] is None, results
+        assert [m.seq for m in await store.messages_after("c-1", 0, True)] == [1, 2, 3]
     finally:
         await store.close()

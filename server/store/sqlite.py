@@ -41,7 +41,7 @@ from phrasebook import Phrase, UsageRecord
 
 from .base import AuditRecord, ConversationRecord, MessageRecord, StoreError, UserRecord
 from .schema import migrate
-from .walsync import WalSync
+from .walsync import SyncAbandoned, WalSync
 
 log = logging.getLogger("hub.store")
 
@@ -49,6 +49,8 @@ MAX_BATCH = 512  # writes per group commit: bounds the time one commit holds the
 MAX_IN_SYNC = 2  # commits written and waiting for their sync at once
 BUSY_GIVE_UP_S = 30.0  # another writer holding the lock this long fails the batch
 CLOSE_WAIT_S = 30.0  # close() waits this long for the last commits and their sync
+HOLD_BACKOFF_S = 30.0  # after a full checkpoint a reader kept from completing
+_RETRY = StoreError("retry: another process took the write lock")  # marks writes to try again
 _AUDIT = "-- audit entry, chained in the transaction --"  # a write the writer handles itself
 CHECKPOINT_EVERY = 200  # commits between background WAL checkpoints
 # Under writes that never pause, a checkpoint beside the writer never catches
@@ -121,15 +123,17 @@ class SQLiteStore:
         self._stopped = False
         self._scheduled = False  # a commit is due at the next turn of the loop
         self._in_sync = 0  # commits written, their sync not yet answered
+        self._unconfirmed = 0  # writes in those commits
         self._paused = False  # waiting out another process's lock, or a full checkpoint
         self._busy_waited = 0.0
-        self._broken = ""  # a sync failed: nothing is acked any more (see _committed)
+        self._broken = ""  # a sync failed: nothing is acked any more (see _synced)
         self._idle: asyncio.Event | None = None
         self._checkpoint: asyncio.Task[None] | None = None
         self._since_checkpoint = 0
         self.checkpoint_every = CHECKPOINT_EVERY
         self.wal_limit_frames = WAL_LIMIT_FRAMES
         self._hold_for_checkpoint = False
+        self._no_hold_until = 0.0  # after a full checkpoint a reader kept from completing
         self.full_checkpoints = 0  # times the writer paused for one
         self.healthy = False
         self.commits = 0
@@ -139,6 +143,17 @@ class SQLiteStore:
     # -- life ---------------------------------------------------------------
 
     async def open(self) -> None:
+        try:
+            await self._open_connections()
+        except BaseException:
+            await self._close_connections()
+            raise
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._open = True
+        self.healthy = True
+
+    async def _open_connections(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._cconn = await aiosqlite.connect(self.path, isolation_level=None)
         await self._cconn.execute("PRAGMA journal_mode=WAL")
@@ -147,6 +162,7 @@ class SQLiteStore:
         full = self.synchronous in ("FULL", "EXTRA")
         # The writer lives on the event loop's thread (see the module's note).
         conn = sqlite3.connect(self.path, isolation_level=None)
+        self._wconn = conn
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'NORMAL' if full else self.synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -156,17 +172,15 @@ class SQLiteStore:
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute(_NOOP)  # the WAL file exists from here on, for the sync helper to open
         conn.execute("PRAGMA busy_timeout=0")  # from now on the loop never waits for a lock
-        self._wconn = conn
         if full:
-            self._sync = WalSync(Path(f"{self.path}-wal"))
+            # The file SQLite really writes: a symlinked or relative path
+            # must not have the helper sync some other file.
+            main = next(row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main")
+            self._sync = WalSync(Path(f"{main}-wal"))
             await self._sync.start()
         self._rconn = await aiosqlite.connect(self.path)
         self._rconn.row_factory = aiosqlite.Row
         await self._rconn.execute("PRAGMA busy_timeout=5000")
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._open = True
-        self.healthy = True
 
     async def close(self) -> None:
         """Commit (and sync) everything submitted so far, then close."""
@@ -175,10 +189,14 @@ class SQLiteStore:
             try:
                 await asyncio.wait_for(self._idle.wait(), CLOSE_WAIT_S)
             except TimeoutError:  # a sync that never came back: those writes stay unacked
-                log.error("store closed with %d writes not confirmed", len(self._queue))
+                log.error("store closed with %d writes not confirmed", len(self._queue) + self._unconfirmed)
         if self._checkpoint is not None:
             await self._checkpoint
         self._stopped = True
+        await self._close_connections()
+        self.healthy = False
+
+    async def _close_connections(self) -> None:
         if self._sync is not None:
             await self._sync.stop()
             self._sync = None
@@ -186,26 +204,28 @@ class SQLiteStore:
             if conn is not None:
                 await conn.close()
         if self._wconn is not None:
-            self._wconn.close()
+            self._wconn.close()  # the last one: it checkpoints and removes the WAL
         self._rconn = self._wconn = self._cconn = None
-        self.healthy = False
 
     # -- the writer ---------------------------------------------------------
 
     def _submit(self, sql: str, params: tuple[Any, ...]) -> asyncio.Future[None]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not self._open or self._broken:
             fut.set_exception(StoreError(self._broken or "the store is closed"))
             return fut
         self._queue.append(_Write(sql, params, fut))
-        if not self._scheduled and self._can_commit():
-            # At the next turn: everything submitted in this one shares the commit.
+        self._schedule()
+        return fut
+
+    def _schedule(self) -> None:
+        """Commit at the next turn: everything submitted in this one shares it.
+        One commit per turn also bounds how long the writer holds the loop."""
+        if self._queue and not self._scheduled and self._can_commit():
             self._scheduled = True
             assert self._idle is not None
             self._idle.clear()
-            loop.call_soon(self._commit_next)
-        return fut
+            asyncio.get_running_loop().call_soon(self._commit_next)
 
     def _can_commit(self) -> bool:
         # One commit may be written while the previous one is being synced: the
@@ -235,24 +255,31 @@ class SQLiteStore:
         assert conn is not None
         try:
             _run_transaction(conn, _grouped(batch))
-            done, failed = batch, []
+            outcome: list[tuple[_Write, Exception | None]] = [(w, None) for w in batch]
         except sqlite3.OperationalError as exc:
             if _busy(exc) and self._busy_waited < BUSY_GIVE_UP_S:
                 self._retry_later(batch)
                 return
-            done, failed = self._isolate(batch, exc)
+            outcome = self._isolate(batch, exc)
         except Exception as exc:  # a bad write: commit the others, fail it alone
-            done, failed = self._isolate(batch, exc)
-        self._busy_waited = 0.0
-        for write, exc in failed:
-            self._fail(write, exc)
-        if self._sync is None or not done:
-            self._committed(done, None)
-            return
-        self._in_sync += 1
-        self._sync.sync(lambda error: self._synced(done, error))
-        if self._queue:
-            self._commit_next()  # the second commit in flight, if there is one to write
+            outcome = self._isolate(batch, exc)
+        if outcome and outcome[-1][1] is _RETRY:  # the lock was taken during the isolation
+            retry = [w for w, e in outcome if e is _RETRY]
+            outcome = [(w, e) for w, e in outcome if e is not _RETRY]
+            self._queue.extendleft(reversed(retry))
+        else:
+            self._busy_waited = 0.0
+        stored = sum(1 for _, e in outcome if e is None)
+        if self._sync is None or not stored:
+            self._committed(outcome)
+        else:
+            self._in_sync += 1
+            self._unconfirmed += len(outcome)
+            self._sync.sync(lambda error: self._synced(outcome, error))
+        if self._queue and self._busy_waited == 0.0:
+            self._schedule()  # more than one batch queued, or the second commit in flight
+        elif self._queue:
+            self._retry_later([])
 
     def _retry_later(self, batch: list[_Write]) -> None:
         """Another process holds the write lock: let the loop run, try again shortly."""
@@ -263,55 +290,66 @@ class SQLiteStore:
 
         def again() -> None:
             self._paused = False
-            self._commit_next()
+            self._schedule()
+            self._settled()
 
         asyncio.get_running_loop().call_later(pause, again)
 
-    def _isolate(
-        self, batch: list[_Write], exc: Exception
-    ) -> tuple[list[_Write], list[tuple[_Write, Exception]]]:
-        """A group commit failed: run its writes one by one, so one bad write fails alone."""
+    def _isolate(self, batch: list[_Write], exc: Exception) -> list[tuple[_Write, Exception | None]]:
+        """A group commit failed: run its writes one by one, so one bad write fails alone.
+        If another process takes the lock meanwhile, the rest is marked for a retry."""
         conn = self._wconn
         assert conn is not None
         if len(batch) == 1:
-            return [], [(batch[0], exc)]
-        done: list[_Write] = []
-        failed: list[tuple[_Write, Exception]] = []
-        for write in batch:
+            return [(batch[0], exc)]
+        outcome: list[tuple[_Write, Exception | None]] = []
+        for i, write in enumerate(batch):
             try:
                 _run_transaction(conn, _grouped([write]))
-                done.append(write)
+                outcome.append((write, None))
+            except sqlite3.OperationalError as one:
+                if _busy(one):
+                    return outcome + [(w, _RETRY) for w in batch[i:]]
+                outcome.append((write, one))
             except Exception as one:
-                failed.append((write, one))
-        return done, failed
+                outcome.append((write, one))
+        return outcome
 
-    def _synced(self, batch: list[_Write], error: OSError | None) -> None:
+    def _synced(self, outcome: list[tuple[_Write, Exception | None]], error: OSError | None) -> None:
         self._in_sync -= 1
-        if error is not None and not self._broken:
+        self._unconfirmed -= len(outcome)
+        if error is not None and not isinstance(error, SyncAbandoned) and not self._broken:
             # Committed, but maybe not on disk, and after a failed fdatasync a
             # later one that succeeds proves nothing: ack nothing from now on.
             # A restarted hub recovers from the database; resends are deduped.
             self._broken = f"storage failed, restart the hub: {error}"
             log.critical("%s", self._broken)
-        self._committed(batch, error)
-
-    def _committed(self, batch: list[_Write], error: OSError | None) -> None:
         if error is not None or self._broken:
-            for write in batch:
-                self._fail(write, error or StoreError(self._broken))
-        else:
+            failure = error or StoreError(self._broken)
+            outcome = [(w, e or failure) for w, e in outcome]
+        self._committed(outcome)
+
+    def _committed(self, outcome: list[tuple[_Write, Exception | None]]) -> None:
+        """Resolve a commit's writes in submission order, then go on."""
+        stored = 0
+        for write, exc in outcome:
+            if exc is None:
+                stored += 1
+                if not write.future.done():
+                    write.future.set_result(None)
+            else:
+                self._fail(write, exc)
+        if stored:
             self.commits += 1
-            self.writes += len(batch)
-            self.healthy = True
+            self.writes += stored
+            if not self._broken and not any(e for _, e in outcome):
+                self.healthy = True
             self._since_checkpoint += 1
             if self._since_checkpoint >= self.checkpoint_every and self._checkpoint is None:
                 self._since_checkpoint = 0
                 self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint())
-            for write in batch:
-                if not write.future.done():
-                    write.future.set_result(None)
-        # What was submitted during the sync goes now, in this same turn.
-        self._commit_next()
+        self._schedule()  # what was submitted meanwhile: at the next turn, not by recursion
+        self._settled()
 
     def _settled(self) -> None:
         idle = not (self._paused or self._in_sync or self._scheduled or self._queue)
@@ -325,11 +363,16 @@ class SQLiteStore:
             assert self._cconn is not None
             async with self._cconn.execute("PRAGMA wal_checkpoint(PASSIVE)") as cur:
                 row = await cur.fetchone()
-            frames = row[1] if row else 0
+            frames, copied = (row[1], row[2]) if row else (0, 0)
             if holding:
                 self.full_checkpoints += 1
                 self._hold_for_checkpoint = False
-            elif frames >= self.wal_limit_frames:
+                if copied < frames:
+                    # A reader still uses an old snapshot: the WAL cannot start
+                    # over yet, and pausing the writer again soon gains nothing.
+                    self._no_hold_until = time.monotonic() + HOLD_BACKOFF_S
+                    log.warning("WAL not checkpointed (%d of %d frames): a reader holds it", copied, frames)
+            elif frames >= self.wal_limit_frames and time.monotonic() >= self._no_hold_until:
                 # The WAL has not started over for this long: the writer kept
                 # adding frames while checkpoints copied the older ones.
                 self._hold_for_checkpoint = True
@@ -340,12 +383,13 @@ class SQLiteStore:
             self._checkpoint = None
             if holding:
                 self._paused = False
-                self._commit_next()
+                self._schedule()
+                self._settled()
 
     def _fail(self, write: _Write, exc: Exception) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
         log.error("write failed: %s (%s)", self.last_error, write.sql.split("(")[0])
-        if isinstance(exc, (OSError, sqlite3.OperationalError)):
+        if isinstance(exc, (OSError, sqlite3.OperationalError)) and not isinstance(exc, SyncAbandoned):
             self.healthy = False
         if not write.future.done():
             write.future.set_exception(StoreError(self.last_error))
@@ -656,7 +700,8 @@ def _run_transaction(conn: sqlite3.Connection, groups: list[tuple[str, list[tupl
                 conn.executemany(sql, rows)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already (full disk, I/O error)
+            conn.execute("ROLLBACK")
         raise
 
 

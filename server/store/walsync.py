@@ -9,13 +9,16 @@ The helper (``walsync_child.py``) is a child process rather than a thread:
 see its docstring. It dies with the hub (end of its input).
 
 Two kinds of failure, two answers:
-- The helper dies (killed, crashed): nothing is known to be lost, the
-  committed frames are in the page cache. A new helper is started and asked
-  again for every sync still owed; those writes are acked late, not failed.
+- The helper dies (killed, crashed) or will not start: nothing is known to
+  be lost, the committed frames are in the page cache. A new helper is
+  started (tried again and again) and asked for every sync still owed; those
+  writes are acked late, not failed.
 - ``fdatasync`` itself fails (EIO, ENOSPC): the kernel may already have
   dropped the dirty pages, so a later sync that succeeds proves nothing
   (PostgreSQL's "fsyncgate"). That sync's ``done`` gets the error, and the
-  store stops acking anything (see ``SQLiteStore._committed``).
+  store stops acking anything (see ``SQLiteStore._synced``). Every helper
+  syncs the one WAL descriptor the hub opened, and a new helper first syncs a
+  witness descriptor, so an error a dead helper saw is not lost with it.
 """
 
 from __future__ import annotations
@@ -33,16 +36,22 @@ log = logging.getLogger("hub.store")
 
 CHILD = Path(__file__).with_name("walsync_child.py")
 START_TIMEOUT_S = 10.0
-RESTART_ATTEMPTS = 5  # a helper that cannot be started this many times running fails the syncs
+RESTART_PAUSE_MAX_S = 5.0  # a helper that will not start is tried again this often, for ever
 
 Done = Callable[[OSError | None], None]
+
+
+class SyncAbandoned(OSError):
+    """The store closed before the helper answered: not acked, nothing known to have failed."""
 
 
 class WalSync:
     """Asks the helper for syncs; calls each ``done`` in order, on the loop."""
 
     def __init__(self, wal: Path) -> None:
-        self.wal = wal
+        self.wal = wal  # the real WAL file (the store resolves it with SQLite)
+        self._fd = -1  # the WAL, open for the hub's whole life; every helper syncs it
+        self._witness = -1  # the same file opened again, synced only when a helper starts
         self._proc: asyncio.subprocess.Process | None = None
         self._ask = -1  # our end of the helper's input
         self._answers = -1  # our end of the helper's output
@@ -51,15 +60,37 @@ class WalSync:
         self._restarting: asyncio.Task[None] | None = None
         self.restarts = 0  # helpers started after the first
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None
+
     async def start(self) -> None:
-        """Start the helper; raises OSError if it does not come up."""
+        """Open the WAL and start the first helper; raises OSError if it does not come up."""
+        self._fd = os.open(self.wal, os.O_RDWR | os.O_CLOEXEC)
+        self._witness = os.open(self.wal, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            await self._spawn(check_witness=False)
+        except BaseException:
+            self._close_files()
+            raise
+
+    async def _spawn(self, check_witness: bool) -> None:
         loop = asyncio.get_running_loop()
+        ask = answers = -1
         child_in, ask = os.pipe()
-        answers, child_out = os.pipe()
+        try:
+            answers, child_out = os.pipe()
+        except BaseException:
+            for fd in (child_in, ask):
+                os.close(fd)
+            raise
+        args = [str(self._fd), str(self._witness)] if check_witness else [str(self._fd)]
+        passed = (self._fd, self._witness) if check_witness else (self._fd,)
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", "-S", str(CHILD), str(self.wal), stdin=child_in, stdout=child_out
-            )
+                sys.executable, "-I", "-S", str(CHILD), *args,
+                stdin=child_in, stdout=child_out, pass_fds=passed,
+            )  # fmt: skip
         except BaseException:
             for fd in (ask, answers):
                 os.close(fd)
@@ -112,17 +143,23 @@ class WalSync:
         if not data:
             self._lost(OSError("the WAL sync helper exited"))
             return
+        self._answered(data)
+
+    def _answered(self, data: bytes) -> None:
         self._buf += data
         *lines, self._buf = self._buf.split(b"\n")
-        for line in lines:
+        settled: list[tuple[Done, OSError | None]] = []
+        for line in lines:  # take them all first: a failing callback must not strand the rest
             if not self._pending:
                 log.error("WAL sync helper answered a sync nobody asked for: %r", line)
                 continue
-            done = self._pending.popleft()
-            if line == b"ok":
-                done(None)
-            else:
-                done(OSError(f"WAL sync failed: {line.decode(errors='replace')}"))
+            error = None if line == b"ok" else OSError(f"WAL sync failed: {line.decode(errors='replace')}")
+            settled.append((self._pending.popleft(), error))
+        for done, error in settled:
+            try:
+                done(error)
+            except Exception:
+                log.exception("a sync's callback failed")
 
     def _detach(self) -> None:
         proc, self._proc = self._proc, None
@@ -134,26 +171,28 @@ class WalSync:
 
     def _lost(self, exc: OSError) -> None:
         """The helper is gone. What it owed is not lost: a new one syncs it."""
+        # Whatever it answered before it went still counts (an error above all).
+        with contextlib.suppress(OSError):
+            while self._answers >= 0 and (data := os.read(self._answers, 65536)):
+                self._answered(data)
         log.error("WAL sync helper lost (%s); restarting it for %d syncs", exc, len(self._pending))
         self._detach()
         if self._restarting is None:
             self._restarting = asyncio.get_running_loop().create_task(self._restart())
 
     async def _restart(self) -> None:
-        error: Exception | None = None
-        for attempt in range(RESTART_ATTEMPTS):
+        pause = 0.05
+        while True:
             try:
-                await self.start()
+                # The witness reports a write-back error the lost helper may
+                # have seen and not told: then every owed sync fails.
+                await self._spawn(check_witness=True)
                 break
-            except Exception as exc:
-                error = exc
-                await asyncio.sleep(0.1 * 2**attempt)
+            except Exception as exc:  # keep trying: nothing is known lost, acks just wait
+                log.error("WAL sync helper did not start (%s); again in %.1f s", exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RESTART_PAUSE_MAX_S)
         self._restarting = None
-        if self._proc is None:
-            failed, self._pending = self._pending, deque()
-            for done in failed:
-                done(OSError(f"the WAL sync helper could not be restarted: {error}"))
-            return
         self.restarts += 1
         if self._pending:
             self._ask_helper(len(self._pending))
@@ -166,13 +205,21 @@ class WalSync:
         self._detach()
         pending, self._pending = self._pending, deque()
         for done in pending:
-            done(OSError("the store closed before the sync finished"))
+            done(SyncAbandoned("the store closed before the WAL was synced"))
         if proc is not None:
             try:
                 await asyncio.wait_for(proc.wait(), 2.0)
             except TimeoutError:
                 _kill_if_running(proc)
                 await proc.wait()
+        self._close_files()
+
+    def _close_files(self) -> None:
+        for fd in (self._fd, self._witness):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._fd = self._witness = -1
 
     @property
     def pid(self) -> int | None:
