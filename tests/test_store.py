@@ -63,8 +63,8 @@ async def test_the_audit_chain_detects_tampering(tmp_path: Path) -> None:
     assert not ok and "entry 3" in problem
 
 
-async def test_a_database_from_before_version_5_keeps_every_message_in_order(tmp_path: Path) -> None:
-    """Migration 5 moves messages to a table in arrival order: nothing lost, order and dedupe kept."""
+def version_4_database(tmp_path: Path) -> Path:
+    """A hub's database as schema version 4 left it: one chat, three messages stored out of order."""
     from server.store.schema import MIGRATIONS
 
     path = tmp_path / "old.db"
@@ -84,6 +84,12 @@ async def test_a_database_from_before_version_5_keeps_every_message_in_order(tmp
                 " text, ts) VALUES ('c-1',?,?,'text','customer','customer','王先生',?,?)",
                 (seq, f"m{seq}", f"第{seq}句", float(seq)),
             )
+    return path
+
+
+async def test_a_database_from_before_version_5_keeps_every_message_in_order(tmp_path: Path) -> None:
+    """Migration 5 moves messages to a table in arrival order: nothing lost, order and dedupe kept."""
+    path = version_4_database(tmp_path)
     store = SQLiteStore(path)
     await store.open()
     try:
@@ -320,3 +326,4 @@ async def test_a_lock_taken_while_a_bad_write_is_isolated_delays_the_others_not_
         assert [m.seq for m in await store.messages_after("c-1", 0, True)] == [1, 2, 3]
     finally:
         await store.close()
+

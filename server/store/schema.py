@@ -174,23 +174,29 @@ MIGRATIONS: list[str] = [
 
 
 async def migrate(conn: aiosqlite.Connection) -> int:
-    """Bring the database to the newest schema; returns the version."""
-    async with conn.execute("PRAGMA user_version") as cur:
-        row = await cur.fetchone()
-    version = row[0] if row else 0
-    if version > len(MIGRATIONS):
-        raise RuntimeError(
-            f"database schema {version} is newer than this hub ({len(MIGRATIONS)}); upgrade the hub"
-        )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        statements = [s.strip() for s in script.split(";") if s.strip()]
+    """Bring the database to the newest schema; returns the version.
+
+    The version is read inside the write transaction that applies the next
+    migration, so two processes opening an old file at once (a hub and a
+    CLI) cannot both apply it."""
+    while True:
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            for stmt in statements:
-                await conn.execute(stmt)
-            await conn.execute(f"PRAGMA user_version={number}")
+            async with conn.execute("PRAGMA user_version") as cur:
+                row = await cur.fetchone()
+            version = row[0] if row else 0
+            if version > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"database schema {version} is newer than this hub ({len(MIGRATIONS)}); upgrade the hub"
+                )
+            if version == len(MIGRATIONS):
+                await conn.execute("COMMIT")
+                return version
+            for stmt in (s.strip() for s in MIGRATIONS[version].split(";")):
+                if stmt:
+                    await conn.execute(stmt)
+            await conn.execute(f"PRAGMA user_version={version + 1}")
             await conn.execute("COMMIT")
         except BaseException:
             await conn.execute("ROLLBACK")
             raise
-    return len(MIGRATIONS)

@@ -14,9 +14,13 @@ under load waits milliseconds for the interpreter lock) with
 ``synchronous=NORMAL``, and for ``FULL`` durability has a helper process
 ``fdatasync`` the WAL before it resolves the futures (``walsync.py``). A
 commit in WAL mode is durable once its WAL frames are on disk, so "NORMAL,
-then fdatasync of the WAL" is what SQLite's FULL does, minus the blocked
-loop. While a sync is out, new writes gather for the next commit. The
-writer never waits for a lock on the loop: another process holding the
+then fdatasync of the WAL" gives what SQLite's FULL gives an ack, minus the
+blocked loop. One difference: a commit is readable before it is synced
+(FULL syncs first), so the hub never shows a row it reads back before the
+row's future resolved (see ``Hub._replay``). While a sync is out, new
+writes gather for the next commit. The loop still syncs briefly itself when
+SQLite starts the WAL over after a checkpoint (it syncs the new header).
+The writer never waits for a lock on the loop: another process holding the
 write lock (a CLI import) is retried after a short pause.
 """
 
