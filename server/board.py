@@ -105,7 +105,7 @@ class BoardFeed:
         session.send(p.Board(
             full=True,
             agents=[self.agent_row(a) for a in sorted(hub.router.agents)],
-            queues=[self.queue_row(g) for g in sorted(hub.router.groups())],
+            queues=[self.queue_row(g, listed=True) for g in sorted(hub.router.groups())],
             totals=self.totals(),
             alerts=list(self.alerts),
         ))  # fmt: skip
@@ -122,7 +122,7 @@ class BoardFeed:
         self._last_push = time.monotonic()
         hub = self.hub
         agents = [self.agent_row(a) for a in sorted(self.dirty_agents) if a in hub.router.agents]
-        queues = [self.queue_row(g) for g in sorted(self.dirty_groups)]
+        queues = [self.queue_row(g, listed=True) for g in sorted(self.dirty_groups)]
         frame = p.encode(p.Board(full=False, agents=agents, queues=queues,
                                  totals=self.totals(), alerts=self.new_alerts))
         self.dirty_agents.clear()
@@ -157,17 +157,25 @@ class BoardFeed:
             **hub.stats.agent(agent_id).fields(),
         )  # fmt: skip
 
-    def queue_row(self, group: str) -> p.QueueRow:
+    def queue_row(self, group: str, *, listed: bool = False) -> p.QueueRow:
+        """A queue's row; ``listed``: with its first waiting chats (supervisors
+        only: an agent's transfer directory gets the counts, not the customers)."""
         hub = self.hub
         waiting = hub.router.waiting(group)
         now = hub.clock()
         by_priority: dict[str, int] = {}
         longest = 0.0
+        chats: list[p.WaitingChat] = []
         for conv_id in waiting:
             chat = hub.router.chats[conv_id]
             name = PRIORITY_NAMES[chat.klass]
             by_priority[name] = by_priority.get(name, 0) + 1
             longest = max(longest, now - chat.asked_at)
+            conv = hub.convs.get(conv_id)
+            if listed and conv is not None and len(chats) < p.WAITING_LISTED:
+                chats.append(p.WaitingChat(conv=conv_id, customer=conv.rec.customer_name, priority=name,
+                                           wait_s=round(max(0.0, now - chat.asked_at), 1),
+                                           flags=list(conv.rec.flags)))  # fmt: skip
         online = sum(
             1 for a in hub.router.agents_in(group)
             if hub.router.agents[a].status == "online" and hub.router.agents[a].connected
@@ -177,7 +185,7 @@ class BoardFeed:
             group=group, waiting=len(waiting), by_priority=by_priority,
             longest_wait_s=round(longest, 1), eta_s=hub.router.eta(group, len(waiting) + 1),
             agents_online=online, abandoned=hub.stats.group_abandoned[group],
-            arrivals=arrivals, lengths=lengths,
+            arrivals=arrivals, lengths=lengths, chats=chats,
         )  # fmt: skip
 
     def totals(self) -> dict[str, float]:

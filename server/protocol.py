@@ -535,6 +535,20 @@ class AgentRow(Struct):
     rated: int = 0
 
 
+class WaitingChat(Struct):
+    """A chat waiting for a person, as the supervisors' board lists it."""
+
+    conv: str
+    customer: str  # the customer's name
+    priority: str = "normal"  # urgent | priority | normal (elderly, disabled, VIP)
+    wait_s: float = 0.0  # since the customer asked for a person
+    flags: list[str] = []
+
+
+# The board lists at most this many waiting chats per queue (the first to be served).
+WAITING_LISTED = 50
+
+
 class QueueRow(Struct):
     group: str
     waiting: int
@@ -546,6 +560,8 @@ class QueueRow(Struct):
     # the last 30 minutes, one value a minute, oldest first
     arrivals: list[int] = []
     lengths: list[int] = []
+    # on the supervisors' board only: the first WAITING_LISTED waiting, in serving order
+    chats: list[WaitingChat] = []
 
 
 class AlertRow(Struct, omit_defaults=True):

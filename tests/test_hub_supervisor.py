@@ -132,6 +132,32 @@ async def test_reassign_respects_the_five_chat_cap(hub: HubServer) -> None:
     await a1.expect("unassigned", lambda f: f["conv"] == cs[4].conv and f["reason"] == "reassigned")
 
 
+async def test_the_board_lists_the_waiting_chats_in_serving_order_but_the_directory_does_not(hub: HubServer) -> None:
+    """Queue rows carry each waiting chat (name, priority, wait) for supervisors only."""
+    s = await supervisor(hub)
+    first = await customer(hub.url, "王先生")
+    elderly = await customer(hub.url, "张阿姨", flags=["elderly"])
+    last = await customer(hub.url, "李女士")
+    board = await s.expect("board", lambda f: any(q["group"] == "general" and len(q.get("chats", [])) == 3
+                                                  for q in f["queues"]))  # fmt: skip
+    q = next(q for q in board["queues"] if q["group"] == "general")
+    assert [c["conv"] for c in q["chats"]] == [elderly.conv, first.conv, last.conv]  # as they will be served
+    assert q["chats"][0]["customer"] == "张阿姨" and q["chats"][0]["priority"] == "priority"
+    assert q["chats"][0]["flags"] == ["elderly"] and q["chats"][1]["priority"] == "normal"
+    assert all(c["wait_s"] >= 0 for c in q["chats"])
+    a = await online(hub, "a1", max_chats=1, groups=["cards"])  # another group: takes none by itself
+    await s.send(type="reassign", conv=first.conv, agent="a1")
+    await s.expect("ok", lambda f: f["ref"] == "reassign" and f["conv"] == first.conv)
+    await a.expect("assigned", lambda f: f["conv"] == first.conv)
+    board = await s.expect("board", lambda f: any(q["group"] == "general" and len(q.get("chats", [])) == 2
+                                                  for q in f["queues"]))  # fmt: skip
+    q = next(q for q in board["queues"] if q["group"] == "general")
+    assert [c["conv"] for c in q["chats"]] == [elderly.conv, last.conv]
+    await a.send(type="directory_get")
+    directory = await a.expect("directory")
+    assert directory["groups"] and all(not g.get("chats") for g in directory["groups"])
+
+
 async def test_a_supervisor_changes_an_agents_status_and_cap(hub: HubServer) -> None:
     s = await supervisor(hub)
     a = await online(hub, "a1")

@@ -3,10 +3,11 @@ and customer sockets."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
-from textual.widgets import Input, RadioButton, TextArea
+from textual.widgets import Input, Label, OptionList, RadioButton, TextArea
 
 from desk.agent.screens import LoginScreen
 from desk.monitor import MonitorConfig, SupervisorMonitor, make_monitor
@@ -16,8 +17,9 @@ from desk.monitor.screens import (
     TargetPicker,
     TeamPhraseEditor,
     TextDialog,
+    WaitingPicker,
 )
-from desk.monitor.widgets import AgentsTable, AlertsTable, AuditTable, WatchTranscript
+from desk.monitor.widgets import AgentsTable, AlertsTable, AuditTable, QueuesTable, WatchTranscript
 from server import protocol as p
 from server.net import HubServer, build_hub
 
@@ -49,8 +51,9 @@ async def monitor_for(hub: HubServer, tmp_path: Path, password: str = "pw", user
     return app
 
 
-async def online(hub: HubServer, user: str, max_chats: int = 5) -> Client:
-    await hub.hub.add_user(user, {"a1": "李娜", "a2": "王强"}.get(user, user), "pw", max_chats=max_chats)
+async def online(hub: HubServer, user: str, max_chats: int = 5, groups: list[str] | None = None) -> Client:
+    await hub.hub.add_user(user, {"a1": "李娜", "a2": "王强"}.get(user, user), "pw", max_chats=max_chats,
+                           groups=groups)  # fmt: skip
     a = await agent(hub.url, user)
     await a.send(type="set_status", status="online")
     await a.expect("status", lambda f: f["status"] == "online")
@@ -191,6 +194,96 @@ async def test_reassign_respects_the_five_chat_cap(hub: HubServer, tmp_path: Pat
         await a1.expect("unassigned", lambda f: f["conv"] == moved)
         await until(pilot, lambda: cell(app, "a1", "load") == "4/5" and cell(app, "a2", "load") == "2/5", "moved")
         assert any("已改派给" in n for n in notices(app))
+
+
+def options(app: SupervisorMonitor) -> list[str]:
+    """The rows of the open picker's list, as plain text."""
+    return [str(o.prompt) for o in app.screen.query_one(OptionList).options]
+
+
+async def test_a_waiting_chat_is_picked_in_the_queues_tab_and_reassigned_within_the_cap(
+    hub: HubServer, tmp_path: Path
+) -> None:
+    """F2, Enter on a queue: its waiting chats (name, group, wait, priority); Enter, an agent with room: reassigned."""
+    app = await monitor_for(hub, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        a1 = await online(hub, "a1", max_chats=1)  # general, full with one chat
+        busy = await customer(hub.url, "赵先生")
+        await busy.expect("state", lambda f: f["state"] == "assigned")
+        first = await customer(hub.url, "王先生")
+        elderly = await customer(hub.url, "张阿姨", flags=["elderly"])
+        a2 = await online(hub, "a2", max_chats=2, groups=["cards"])  # room, but not for general chats
+        await until(pilot, lambda: len(app.model.waiting_chats("general")) == 2 and "a2" in app.model.agents,
+                    "two waiting on the board")  # fmt: skip
+        await pilot.press("f2")
+        table = app.query_one(QueuesTable)
+        assert table.has_focus and table.current_group() == "cards"  # a2's group comes first
+        await pilot.press("down")
+        assert table.current_group() == "general"
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, WaitingPicker), "the waiting chats")
+        rows = options(app)
+        assert len(rows) == 2 and "general 排队中（2）" in str(app.screen.query_one(".dialog-title", Label).render())
+        assert rows[0].startswith("优") and "张阿姨" in rows[0] and "老" in rows[0] and "general" in rows[0]
+        assert rows[1].startswith("普") and "王先生" in rows[1] and first.conv in rows[1]
+        assert re.search(r"\d+s", rows[0])  # how long they have waited
+        await pilot.press("enter")  # reassign the first served: the elderly customer
+        await until(pilot, lambda: isinstance(app.screen, TargetPicker), "targets")
+        assert [t.row.id for t in app.screen.targets] == ["a2"]  # type: ignore[attr-defined]  # a1 is full
+        assert "将 张阿姨（general 已排队" in str(app.screen.query_one(".dialog-title", Label).render())
+        await pilot.press("enter")
+        await a2.expect("assigned", lambda f: f["conv"] == elderly.conv)
+        await until(pilot, lambda: [w.conv for w in app.model.waiting_chats()] == [first.conv]
+                    and cell(app, "a2", "load") == "1/2", "moved off the queue")  # fmt: skip
+        assert any("已改派给 王强 (a2)" in n for n in notices(app))
+        # F9 on the queues tab does the same; the second fills a2 to its cap.
+        await pilot.press("f9")
+        await until(pilot, lambda: isinstance(app.screen, WaitingPicker), "the waiting chats again")
+        await pilot.press("f9")
+        await until(pilot, lambda: isinstance(app.screen, TargetPicker), "targets again")
+        await pilot.press("enter")
+        await a2.expect("assigned", lambda f: f["conv"] == first.conv)
+        await until(pilot, lambda: cell(app, "a2", "load") == "2/2", "a2 full")
+        # A third waits: nobody has room, and the hub would refuse anyway.
+        third = await customer(hub.url, "钱小姐")
+        await until(pilot, lambda: [w.conv for w in app.model.waiting_chats()] == [third.conv], "the third waits")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, WaitingPicker), "picker")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TargetPicker), "no targets")
+        assert app.screen.targets == []  # type: ignore[attr-defined]
+        await pilot.press("escape")
+        assert len(hub.hub.router.agents["a2"].chats) == 2 and len(hub.hub.router.agents["a1"].chats) == 1
+        # F7 in the picker watches the waiting chat.
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, WaitingPicker), "picker")
+        await pilot.press("f7")
+        await until(pilot, lambda: app.watch_info is not None and app.watch_info.conv == third.conv, "watching")
+        assert "排队中" in str(app.query_one("#watch-head").render())
+        await a1.close()
+
+
+async def test_a_waiting_chat_taken_by_an_agent_meanwhile_is_not_reassigned(hub: HubServer, tmp_path: Path) -> None:
+    """Between picking a waiting chat and its new agent, the queue gives it to someone: nothing is sent."""
+    app = await monitor_for(hub, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        a1 = await online(hub, "a1", max_chats=1)
+        busy = await customer(hub.url, "赵先生")
+        await busy.expect("state", lambda f: f["state"] == "assigned")
+        waiting = await customer(hub.url, "王先生")
+        await online(hub, "a2", groups=["cards"])
+        await until(pilot, lambda: len(app.model.waiting_chats()) == 1 and "a2" in app.model.agents, "waiting")
+        app.pick_waiting(None)
+        await until(pilot, lambda: isinstance(app.screen, WaitingPicker), "picker")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TargetPicker), "targets")
+        await a1.send(type="close", conv=busy.conv)  # a1 is free: the queue gives it the waiting chat
+        await a1.expect("assigned", lambda f: f["conv"] == waiting.conv)
+        await until(pilot, lambda: app.model.conv_agent.get(waiting.conv) == "a1", "the board knows")
+        await pilot.press("enter")  # a2, chosen on a stale picture
+        await until(pilot, lambda: any("王先生 已不在排队" in n and "李娜" in n for n in notices(app)), "told")
+        assert waiting.conv in hub.hub.router.agents["a1"].chats
+        assert not hub.hub.router.agents["a2"].chats
 
 
 async def test_agent_settings_change_status_and_max_chats_and_are_audited(hub: HubServer, tmp_path: Path) -> None:

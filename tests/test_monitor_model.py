@@ -66,6 +66,23 @@ def test_reassign_targets_are_online_connected_agents_with_a_free_slot_not_the_h
     assert set(ids) == {"a6", "a7", "a8"}
 
 
+def test_waiting_chats_keep_their_queue_order_and_across_queues_the_most_urgent_longest_first() -> None:
+    def q(group: str, *chats: p.WaitingChat, waiting: int | None = None) -> p.QueueRow:
+        return p.QueueRow(group=group, waiting=len(chats) if waiting is None else waiting, chats=list(chats))
+
+    def w(conv: str, priority: str, wait: float) -> p.WaitingChat:
+        return p.WaitingChat(conv=conv, customer=conv, priority=priority, wait_s=wait)
+
+    model = BoardModel()
+    model.apply(p.Board(full=True, queues=[q("cards", w("k1", "priority", 30.0), w("k2", "normal", 90.0)),
+                                           q("general", w("g1", "normal", 100.0), waiting=60)]), T0)  # fmt: skip
+    model.apply(p.Board(full=False, queues=[q("vip", w("v1", "urgent", 5.0))]), T0 + 50)
+    assert [x.conv for x in model.waiting_chats("cards")] == ["k1", "k2"]  # as the hub will serve them
+    assert [x.conv for x in model.waiting_chats()] == ["v1", "k1", "g1", "k2"]
+    assert model.waiting_chats("general")[0].wait(T0 + 50) == 150.0  # aged since its board
+    assert model.unlisted("general") == 59 and model.unlisted() == 59 and model.unlisted("cards") == 0
+
+
 def test_figures_format_missing_values_as_a_dash() -> None:
     assert [duration(None), duration(5), duration(95), duration(725), duration(7500)] == ["—", "5s", "1m35s", "12m", "2h05m"]
     assert [percent(None), percent(0.931), percent(0.051), percent(93.0)] == ["—", "93%", "5.1%", "93%"]

@@ -34,7 +34,7 @@ from server import protocol as p
 
 from .agents_table import SORTS
 from .config import MonitorConfig
-from .model import BoardChange, BoardModel
+from .model import BoardChange, BoardModel, Waiting, duration
 from .screens import (
     AgentSetChoice,
     AgentSetDialog,
@@ -44,6 +44,7 @@ from .screens import (
     TargetPicker,
     TeamPhraseEditor,
     TextDialog,
+    WaitingPicker,
 )
 from .text import TEXT
 from .widgets import (
@@ -92,6 +93,10 @@ class MonitorCommands(Provider):
             for conv, wait in sorted(st.waits(now).items(), key=lambda x: -x[1])[:2]:
                 label = tr("palette.watch_conv", conv=conv, agent=st.row.name) + f" · {int(wait)}s"
                 out.append((label, lambda c=conv: app.watch(c), ""))
+        out.append((tr("palette.waiting_all"), lambda: app.pick_waiting(None), ""))
+        for w in app.model.waiting_chats()[:5]:
+            label = tr("palette.reassign_waiting", name=w.chat.customer, group=w.group, wait=duration(w.wait(now)))
+            out.append((label, lambda c=w.conv: app.reassign_waiting(c), ""))
         for st in app.model.agents.values():
             if st.row.hand_raised:
                 out.append((tr("palette.agent", name=st.row.name, id=st.row.id),
@@ -208,6 +213,7 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
                     yield AgentsTable(tr, self.clock, id="agents-table")
                     yield SidePanel(id="side")
             with TabPane(f"F2 {tr('tab.queues')}", id="queues"):
+                yield Static(tr("queues.hint"), classes="summary")
                 yield QueuesTable(tr, id="queues-table")
                 yield QueueCharts(tr, id="queue-charts")
             with TabPane(f"F3 {tr('tab.today')}", id="today"):
@@ -596,6 +602,9 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
 
     def action_watch(self) -> None:
         tabs = self.query_one(TabbedContent)
+        if tabs.active == "queues":
+            self.pick_waiting(self.query_one(QueuesTable).current_group())
+            return
         if tabs.active == "alerts":
             alert = self.query_one(AlertsTable).current()
             if alert is not None and alert.conv:
@@ -622,9 +631,28 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
 
         self.push_screen(ChatPicker(self.tr, agent, self.clock()), done)
 
+    def pick_waiting(self, group: str | None) -> None:
+        """The chats waiting in ``group`` (None: in every group), as the last
+        board listed them: reassign one to an agent, or watch it."""
+
+        def done(choice: ChatChoice | None) -> None:
+            if choice is None:
+                return
+            if choice.action == "watch":
+                self.watch(choice.conv)
+            else:
+                self.reassign_waiting(choice.conv)
+
+        waiting = self.model.waiting_chats(group)
+        self.push_screen(WaitingPicker(self.tr, waiting, self.clock(), group, self.model.unlisted(group)), done)
+
     @on(AgentsTable.Selected)
     def agent_chosen(self) -> None:
         self.pick_chat()
+
+    @on(DataTable.RowSelected, "#queues-table")
+    def queue_chosen(self) -> None:
+        self.pick_waiting(self.query_one(QueuesTable).current_group())
 
     @on(DataTable.RowSelected, "#alerts-table")
     def alert_chosen(self) -> None:
@@ -680,18 +708,44 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
             alert = self.query_one(AlertsTable).current()
             if alert is not None and alert.conv:
                 self.reassign(alert.conv)
+        elif tabs.active == "queues":
+            self.pick_waiting(self.query_one(QueuesTable).current_group())
         else:
             self.pick_chat()
 
-    def reassign(self, conv: str) -> None:
+    def reassign(self, conv: str, title: str = "", waiting_name: str = "") -> None:
+        """Pick an agent with a free slot for ``conv``; the hub holds the cap.
+        ``waiting_name``: a waiting chat's customer (checked again before sending)."""
         targets = self.model.reassign_targets(conv)
 
         def done(agent_id: str | None) -> None:
-            if agent_id:
-                self.asked["reassign"] = agent_id
-                self.send_soon(p.Reassign(conv=conv, agent=agent_id))
+            if not agent_id or (waiting_name and self.still_waiting(conv, waiting_name) is None):
+                return
+            self.asked["reassign"] = agent_id
+            self.send_soon(p.Reassign(conv=conv, agent=agent_id))
 
-        self.push_screen(TargetPicker(self.tr, conv, targets), done)
+        self.push_screen(TargetPicker(self.tr, conv, targets, title), done)
+
+    def reassign_waiting(self, conv: str) -> None:
+        """Reassign a chat the board lists as waiting."""
+        w = self.still_waiting(conv, conv)
+        if w is not None:
+            title = self.tr("target.title_waiting", name=w.chat.customer, group=w.group,
+                            wait=duration(w.wait(self.clock())))  # fmt: skip
+            self.reassign(conv, title, waiting_name=w.chat.customer)
+
+    def still_waiting(self, conv: str, name: str) -> Waiting | None:
+        """The chat as the latest board lists it, if it still waits; if not, say
+        where it went (reassigning a chat an agent has just been given would
+        take it away from that agent)."""
+        w = next((w for w in self.model.waiting_chats() if w.conv == conv), None)
+        if w is None:
+            holder = self.model.conv_agent.get(conv)
+            if holder:
+                self.notify(self.tr("notify.waiting_taken", name=name, agent=self.who(holder)), severity="warning")
+            else:
+                self.notify(self.tr("notify.waiting_gone", name=name), severity="warning")
+        return w
 
     def action_agent_set(self) -> None:
         agent = self.selected_agent()
@@ -777,6 +831,7 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
     def action_help(self) -> None:
         rows = [(b.key, b.description or b.action, b.id or "") for b in self.key_rows()]
         rows += [("enter", self.tr("chats.watch") + " / " + self.tr("chats.reassign"), "agents"),
+                 ("enter", self.tr("palette.waiting_all"), "queues"),
                  ("ctrl+p", "command palette", ""), ("ctrl+q", "quit", "")]  # fmt: skip
         self.push_screen(HelpScreen(self.tr("help.title"), self.tr("help.intro", path=self.config.path), rows))
 

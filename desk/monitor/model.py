@@ -64,6 +64,26 @@ class QueueState:
         return self.row.longest_wait_s + max(0.0, now - self.received)
 
 
+PRIORITY_RANK = {"urgent": 0, "priority": 1, "normal": 2}
+
+
+@dataclass
+class Waiting:
+    """A chat waiting for a person in ``group``, as the last board listed it."""
+
+    group: str
+    chat: p.WaitingChat
+    received: float  # local time of the board that listed it
+
+    @property
+    def conv(self) -> str:
+        return self.chat.conv
+
+    def wait(self, now: float) -> float:
+        """Seconds since the customer asked for a person, aged since the push."""
+        return self.chat.wait_s + max(0.0, now - self.received)
+
+
 @dataclass
 class BoardChange:
     """What one ``board`` frame changed (ids of rows to redraw)."""
@@ -166,6 +186,22 @@ class BoardModel:
         """Agents with at least one customer waiting for an answer (their
         slots warm up every second)."""
         return [a for a, st in self.agents.items() if st.since]
+
+    def waiting_chats(self, group: str | None = None) -> list[Waiting]:
+        """The chats waiting for a person: one queue's in the order it will
+        serve them, or (no group) every queue's, most urgent then longest
+        waiting first. A board lists the first few of each queue only."""
+        out = [Waiting(g, chat, st.received) for g, st in self.queues.items()
+               if group is None or g == group for chat in st.row.chats]  # fmt: skip
+        if group is None:
+            # longest waiting first: wait_s - received orders them whatever the time now
+            out.sort(key=lambda w: (PRIORITY_RANK.get(w.chat.priority, 3), w.received - w.chat.wait_s, w.conv))
+        return out
+
+    def unlisted(self, group: str | None = None) -> int:
+        """How many waiting chats the board counted but did not list."""
+        return sum(max(0, st.row.waiting - len(st.row.chats)) for g, st in self.queues.items()
+                   if group is None or g == group)  # fmt: skip
 
     def reassign_targets(self, conv: str) -> list[AgentState]:
         """Agents who can take one more chat now, emptiest first (not the holder)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -19,11 +20,11 @@ from desk.agent.screens import HelpScreen, LoginScreen, TextDialog
 from desk.i18n import Tr
 from server import protocol as p
 
-from .model import AgentState, duration, wait_level
+from .model import AgentState, Waiting, duration, wait_level
 from .widgets import WAIT_STYLES
 
 __all__ = ["AgentSetChoice", "AgentSetDialog", "ChatChoice", "ChatPicker", "HelpScreen", "LoginScreen",
-           "TargetPicker", "TeamPhraseEditor", "TextDialog"]  # fmt: skip
+           "TargetPicker", "TeamPhraseEditor", "TextDialog", "WaitingPicker"]  # fmt: skip
 
 _DIALOG = """
 {name} {{ align: center middle; }}
@@ -105,20 +106,128 @@ class ChatPicker(ModalScreen[ChatChoice | None]):
         self.dismiss(None)
 
 
+PRIORITY_STYLES = {"urgent": "bold white on red", "priority": "bold dark_orange", "normal": "dim"}
+
+
+def _fit(text: str, cells: int) -> str:
+    """`text` padded to `cells` terminal cells (Chinese takes two), or cut with "…"."""
+    width = cell_len(text)
+    if width <= cells:
+        return text + " " * (cells - width)
+    out, used = "", 0
+    for ch in text:
+        if used + cell_len(ch) > cells - 1:
+            break
+        out += ch
+        used += cell_len(ch)
+    return out + "…" + " " * (cells - used - 1)
+
+
+# Cells per column of the waiting list: priority, customer, flags, group, waited (then the chat id).
+WAITING_WIDTHS = (4, 10, 7, 10, 6)
+
+
+def waiting_head(tr: Tr) -> str:
+    cols = ("priority", "customer", "flags", "group", "wait")
+    return " ".join(_fit(tr(f"waiting.col.{c}"), w) for c, w in zip(cols, WAITING_WIDTHS, strict=True)) + " " + tr(
+        "waiting.col.conv")
+
+
+def waiting_row(tr: Tr, w: Waiting, now: float) -> Text:
+    """One waiting chat: priority, customer (and flags), group, wait, chat id."""
+    chat, wait = w.chat, w.wait(now)
+    pw, cw, fw, gw, ww = WAITING_WIDTHS
+    row = Text(_fit(tr(f"priority.{chat.priority}"), pw), style=PRIORITY_STYLES.get(chat.priority, ""))
+    row.append(" " + _fit(chat.customer, cw))
+    flags = " ".join(tr(f"flag.{f}") for f in chat.flags if f in ("elderly", "vip", "disabled"))
+    row.append(" " + _fit(flags, fw), style="bold magenta")
+    row.append(" " + _fit(w.group, gw), style="cyan")
+    row.append(" " + _fit(duration(wait), ww), style=WAIT_STYLES[wait_level(wait)])
+    row.append(" " + chat.conv, style="dim")
+    return row
+
+
+class WaitingPicker(ModalScreen[ChatChoice | None]):
+    """Chats waiting for a person (one queue's, or every queue's): Enter or F9
+    reassigns the highlighted one to an agent, F7 watches it."""
+
+    DEFAULT_CSS = _DIALOG.format(name="WaitingPicker") + """
+    WaitingPicker > Vertical { width: 96%; max-width: 100; }
+    WaitingPicker .wp-head { color: $text-muted; padding: 0 0 0 2; }
+    WaitingPicker .wp-more { color: $text-muted; padding: 0 0 0 2; }
+    """
+    BINDINGS = [Binding("escape", "cancel", show=False), Binding("f9", "reassign", show=False, priority=True),
+                Binding("f7", "watch", show=False, priority=True)]  # fmt: skip
+
+    def __init__(self, tr: Tr, waiting: list[Waiting], now: float, group: str | None = None,
+                 unlisted: int = 0) -> None:  # fmt: skip
+        super().__init__()
+        self.tr, self.waiting, self.now, self.group, self.unlisted = tr, waiting, now, group, unlisted
+
+    def compose(self) -> ComposeResult:
+        tr = self.tr
+        n = len(self.waiting) + self.unlisted
+        with Vertical():
+            title = tr("waiting.title", group=self.group, n=n) if self.group else tr("waiting.title_all", n=n)
+            yield Label(title, classes="dialog-title")
+            if not self.waiting:
+                none = tr("waiting.none", group=self.group) if self.group else tr("waiting.none_all")
+                yield Label(Text(none, style="dim"))
+            else:
+                yield Label(waiting_head(tr), classes="wp-head")
+            yield OptionList(*(Option(waiting_row(tr, w, self.now)) for w in self.waiting), id="wp-chats")
+            if self.unlisted:
+                yield Label(tr("waiting.more", n=self.unlisted), classes="wp-more")
+            if self.waiting:
+                yield Label(tr("waiting.keys"), classes="wp-more")
+            with Horizontal(classes="buttons"):
+                yield Button(tr("chats.reassign"), variant="warning", id="wp-reassign", disabled=not self.waiting)
+                yield Button(tr("chats.watch"), id="wp-watch", disabled=not self.waiting)
+                yield Button(tr("cancel"), id="wp-cancel")
+
+    def on_mount(self) -> None:
+        chats = self.query_one("#wp-chats", OptionList)
+        chats.display = bool(self.waiting)
+        if self.waiting:
+            chats.highlighted = 0
+            chats.focus()
+        else:
+            self.query_one("#wp-cancel").focus()
+
+    def _pick(self, action: str) -> None:
+        idx = self.query_one("#wp-chats", OptionList).highlighted
+        if idx is not None and 0 <= idx < len(self.waiting):
+            self.dismiss(ChatChoice(self.waiting[idx].conv, action))
+
+    @on(OptionList.OptionSelected)
+    @on(Button.Pressed, "#wp-reassign")
+    def action_reassign(self) -> None:
+        self._pick("reassign")
+
+    @on(Button.Pressed, "#wp-watch")
+    def action_watch(self) -> None:
+        self._pick("watch")
+
+    @on(Button.Pressed, "#wp-cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class TargetPicker(ModalScreen[str | None]):
     """Agents online with a free slot, emptiest first; dismisses an agent id."""
 
     DEFAULT_CSS = _DIALOG.format(name="TargetPicker")
     BINDINGS = [Binding("escape", "cancel", show=False)]
 
-    def __init__(self, tr: Tr, conv: str, targets: list[AgentState]) -> None:
+    def __init__(self, tr: Tr, conv: str, targets: list[AgentState], title: str = "") -> None:
         super().__init__()
         self.tr, self.conv, self.targets = tr, conv, targets
+        self.title_text = title or tr("target.title", conv=conv)
 
     def compose(self) -> ComposeResult:
         tr = self.tr
         with Vertical():
-            yield Label(tr("target.title", conv=self.conv), classes="dialog-title")
+            yield Label(self.title_text, classes="dialog-title")
             if not self.targets:
                 yield Label(Text(tr("target.none"), style="bold red"))
             options = []
