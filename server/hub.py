@@ -695,6 +695,10 @@ class Hub:
         if conv is None:
             self._forbidden(session, f.conv, "reassign")
             return
+        if f.waiting_only and conv.rec.state != "queued":
+            holder = f" (now with {conv.rec.agent_id})" if conv.rec.agent_id else ""
+            session.error("not_waiting", f"the chat no longer waits{holder}", ref="reassign", conv=conv.id)
+            return
         effects = self.router.transfer_to_agent(conv.id, f.agent, self.clock(), reason="reassigned")
         conv.rec.transfers += 1
         self.store.update_conversation(conv.id, transfers=conv.rec.transfers)

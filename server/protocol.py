@@ -211,6 +211,9 @@ class Reassign(Frame, tag="reassign"):
 
     conv: Id
     agent: Id
+    # Only if it still waits: a chat the queue gave someone meanwhile is not
+    # taken from them (the supervisor picked it from a list of waiting chats).
+    waiting_only: bool = False
 
 
 class AgentSet(Frame, tag="agent_set"):

@@ -208,3 +208,17 @@ async def test_the_weekly_report_matches_the_database(tmp_path: Path) -> None:
     with (out / "days.csv").open(encoding="utf-8-sig") as fh:
         day = next(csv.DictReader(fh))
     assert (day["started"], day["answered"], day["dissatisfied"]) == ("4", "4", "2")
+
+
+async def test_a_reassign_of_a_waiting_chat_never_takes_it_from_the_agent_it_went_to(hub: HubServer) -> None:
+    """waiting_only: the supervisor picked it from the waiting list; if the queue gave it to an agent
+    meanwhile, the hub answers not_waiting and the chat stays where it is."""
+    s = await supervisor(hub)
+    a1 = await online(hub, "a1")
+    await online(hub, "a2")
+    c = await customer(hub.url, "王先生")
+    await a1.expect("assigned", lambda f: f["conv"] == c.conv)  # it did not wait long
+    await s.send(type="reassign", conv=c.conv, agent="a2", waiting_only=True)
+    refused = await s.expect("error", lambda f: f["ref"] == "reassign")
+    assert refused["code"] == "not_waiting" and "a1" in refused["message"]
+    assert hub.hub.router.agents["a1"].chats == {c.conv} and not hub.hub.router.agents["a2"].chats

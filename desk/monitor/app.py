@@ -451,6 +451,12 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
             self.drop_whisper(f.ref)
         if f.code == "agent_unavailable":
             text = tr("notify.agent_unavailable", agent=self.who(self.asked.get("reassign", "")))
+        elif f.code == "not_waiting":
+            name = self.asked.get("reassign_waiting", f.conv)
+            holder = self.model.conv_agent.get(f.conv)
+            self.notify(tr("notify.waiting_taken", name=name, agent=self.who(holder)) if holder
+                        else tr("notify.waiting_gone", name=name), severity="warning")  # fmt: skip
+            return
         else:
             text = tr("notify.error", message=f"{f.code}: {f.message}")
         self.notify(text, severity="error", timeout=8)
@@ -722,7 +728,11 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
             if not agent_id or (waiting_name and self.still_waiting(conv, waiting_name) is None):
                 return
             self.asked["reassign"] = agent_id
-            self.send_soon(p.Reassign(conv=conv, agent=agent_id))
+            if waiting_name:
+                self.asked["reassign_waiting"] = waiting_name
+            # waiting_only: the board may be a second old; the hub refuses if the
+            # queue has given the chat to someone meanwhile, rather than take it away.
+            self.send_soon(p.Reassign(conv=conv, agent=agent_id, waiting_only=bool(waiting_name)))
 
         self.push_screen(TargetPicker(self.tr, conv, targets, title), done)
 
