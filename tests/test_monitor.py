@@ -272,7 +272,9 @@ async def test_a_waiting_chat_taken_by_an_agent_meanwhile_is_not_reassigned(hub:
         await busy.expect("state", lambda f: f["state"] == "assigned")
         waiting = await customer(hub.url, "王先生")
         await online(hub, "a2", groups=["cards"])
-        await until(pilot, lambda: len(app.model.waiting_chats()) == 1 and "a2" in app.model.agents, "waiting")
+        await until(pilot, lambda: len(app.model.waiting_chats()) == 1, "waiting")
+        await until(pilot, lambda: [t.row.id for t in app.model.reassign_targets(waiting.conv)] == ["a2"],
+                    "a2 online with a free slot, on the board")  # fmt: skip
         app.pick_waiting(None)
         await until(pilot, lambda: isinstance(app.screen, WaitingPicker), "picker")
         await pilot.press("enter")
