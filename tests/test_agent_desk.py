@@ -290,3 +290,47 @@ async def test_a_supervisors_whisper_is_labelled_as_such_on_the_desk(hub: HubSer
         head = next(i for i, r in enumerate(rows) if "先核实身份" in r) - 1
         assert "主管提示" in rows[head] and "值班主管" in rows[head], rows[head]
         assert not [f for f in c.of("msg") if f["text"] == "先核实身份"]  # the customer never sees it
+
+
+async def test_a_line_the_hub_refuses_for_good_is_marked_not_sent_and_its_text_comes_back(tmp_path: Path) -> None:
+    """An error naming our pending line with a final code (the chat ended under it): the line stops
+    'sending…', says why, and the text is back in the composer to be sent elsewhere or edited."""
+    from desk.agent.widgets import Transcript
+    from server import protocol as p
+
+    from .desk_frames import customer as info
+
+    cfg = DeskConfig(path=tmp_path / "desk.toml", lang="zh", bell=False)
+    app = make_agent_desk("ws://127.0.0.1:9/", lang="zh", config=cfg, connect=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.feed(p.LoginOk(user="a1", role="agent", name="李娜", token="t", session="s-1", status="online",
+                                 max_chats=5))  # fmt: skip
+        await app.feed(p.Assigned(conv="c-1", customer=info("王先生"), last_seq=0, handoff=p.HandoffInfo()))
+        await app.feed(p.Synced(conv="c-1", last_seq=0))
+        line = app.model.sent("c-1", "m-7", "您的卡已为您挂失", app.clock())
+        assert line is not None and line.pending
+        await app.feed(p.Error(code="invalid_state", message="the chat has ended", ref="m-7", conv="c-1"))
+        await pilot.pause()
+        assert line.refused == "invalid_state" and not line.pending
+        rows = ["".join(t for t, _ in row) for row in app.query_one(Transcript).view.rows]  # type: ignore[union-attr]
+        assert any("未发送：会话已结束" in r for r in rows), rows
+        assert app.query_one(Composer).text == "您的卡已为您挂失"
+        assert not app.query_one("#outbox").display  # nothing left "sending…"
+
+
+async def test_a_reply_over_the_hubs_limit_is_stopped_at_the_desk_and_kept(hub: HubServer, tmp_path: Path) -> None:
+    """The desk knows the hub's limit from login: an over-long reply is not sent, and not lost."""
+    await ready(hub)
+    app = desk_for(hub, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await online(pilot, app)
+        c = await customer(hub.url, "王先生")
+        await until(pilot, lambda: len(app.model.open_chats()) == 1, "chat")
+        composer = app.query_one(Composer)
+        long_text = "请" * (app.max_text + 1)
+        composer.load(c.conv, long_text)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.sent_count == 0 and composer.text == long_text
+        assert any("内容过长" in str(n.message) for n in app._notifications)
+        assert not [f for f in c.of("msg") if f["sender"] == "agent"]

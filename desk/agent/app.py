@@ -22,7 +22,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Vertical
 from textual.widgets import Footer, Label, Static
 
-from desk.client import HubClient
+from desk.client import FINAL_SEND_ERRORS, HubClient
 from desk.i18n import Tr, detect_lang
 from desk.link import HubFrame, HubLinkMixin, LinkStatus
 from phrasebook import (
@@ -160,6 +160,7 @@ class AgentDesk(HubLinkMixin, App[None]):
         self.sent_count = 0
         self.hand_up = False
         self._bars_queued = False
+        self.max_text = p.MAX_TEXT_CHARS  # the hub's limit (login_ok says it)
 
     # -- layout -------------------------------------------------------------------
 
@@ -211,6 +212,7 @@ class AgentDesk(HubLinkMixin, App[None]):
         self.model.agent_id, self.model.agent_name = f.user, f.name
         self.session_id = f.session or self.session_id
         self.status, self.load_cap = f.status, (0, f.max_chats)
+        self.max_text = f.max_text
         self.index = PhraseIndex(self.index.phrases(), agent_id=f.user)
         self.config.save_token_for(f.user, f.token)
         self.password = ""  # the token does from now on
@@ -314,7 +316,30 @@ class AgentDesk(HubLinkMixin, App[None]):
             self.client_stop()
             self.ask_login(self.tr("login.failed", why=f.message))
             return
+        if f.ref and f.code in FINAL_SEND_ERRORS and self.line_refused(f.ref, f.code):
+            return
         self.notify(self.tr("notify.error", message=f"{f.code}: {f.message}"), severity="error", timeout=6)
+
+    def line_refused(self, msg_id: str, code: str) -> bool:
+        """One of our lines was refused for good: mark it, and give its text back to edit."""
+        found = self.model.refuse(msg_id, code)
+        if found is None:
+            return False
+        chat, line = found
+        self.query_one(Transcript).rebuild(chat)
+        self.refresh_outbox()
+        reason = self.tr(f"refused.{code}")
+        composer = self.query_one(Composer)
+        if chat.conv in self.model.by_conv and not chat.draft.strip() and line.kind != "note":
+            chat.draft = line.text
+            if composer.owner == chat.conv:
+                composer.load(chat.conv, line.text)
+            self.notify(self.tr("notify.refused", slot=chat.slot, name=chat.name, reason=reason),
+                        severity="warning", timeout=8)  # fmt: skip
+        else:
+            self.notify(self.tr("notify.refused_gone", reason=reason, text=line.text[:40]), severity="warning",
+                        timeout=8)  # fmt: skip
+        return True
 
     def frame_ok(self, f: p.Ok) -> None:
         if f.ref == "raise_hand":
@@ -335,7 +360,7 @@ class AgentDesk(HubLinkMixin, App[None]):
 
     def render_line(self, chat: Chat, seq: int) -> None:
         transcript = self.query_one(Transcript)
-        last = next((ln for ln in reversed(chat.lines) if not ln.pending), None)
+        last = next((ln for ln in reversed(chat.lines) if ln.seq), None)
         if last is not None and last.seq == seq:
             transcript.add_line(chat, last)
         elif any(ln.seq == seq for ln in chat.lines):
@@ -457,6 +482,9 @@ class AgentDesk(HubLinkMixin, App[None]):
             return
         if chat is None:  # closed while the text was being written
             self.notify(self.tr("notify.no_chat"), severity="warning")
+            return
+        if len(text) > self.max_text:  # the hub would refuse it: say so now, keep the text
+            self.notify(self.tr("notify.too_long", n=len(text), max=self.max_text), severity="warning")
             return
         blockers = unfilled_slots(text)
         if blockers or not can_send(text):

@@ -27,10 +27,11 @@ class Line:
     sender_name: str = ""
     msg_id: str = ""
     mine: bool = False
+    refused: str = ""  # the hub's final refusal (error code): never stored, never sent again
 
     @property
     def pending(self) -> bool:
-        return self.seq == 0
+        return self.seq == 0 and not self.refused
 
 
 @dataclass
@@ -181,6 +182,15 @@ class DeskModel:
             chat.unanswered_since = None
             chat.warned_wait = False
         return line
+
+    def refuse(self, msg_id: str, code: str) -> tuple[Chat, Line] | None:
+        """The hub refused our line for good: it stays on screen, marked not sent."""
+        for chat in self.by_conv.values():
+            for line in chat.lines:
+                if line.pending and line.msg_id == msg_id:
+                    line.refused = code
+                    return chat, line
+        return None
 
     def on_ack(self, frame: p.Ack) -> Chat | None:
         chat = self.by_conv.get(frame.conv)

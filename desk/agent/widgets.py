@@ -128,6 +128,7 @@ _STYLE = {
     "mine_text": Style(color="bright_blue"),
     "agent": Style(color="blue", bold=True),
     "pending": Style(color="yellow", italic=True),
+    "refused": Style(color="red", bold=True),
     "plain": Style(),
     "rule_bot": Style(color="cyan", dim=True),
     "rule_human": Style(color="blue", bold=True),
@@ -203,6 +204,13 @@ class Transcript(ScrollView, can_focus=False):
             self.call_after_refresh(self.scroll_to, y=y, animate=False, force=True)
         else:
             self._follow_later()
+
+    def watch_show_vertical_scrollbar(self, shown: bool) -> None:
+        # Textual moves the thumb with the scroll only while the bar is shown:
+        # a bar that appears after a scroll (a switch, a tab shown) would show
+        # the top. Put it where the view is.
+        if shown:
+            self.vertical_scrollbar.position = self.scroll_y
 
     def _at_end(self) -> bool:
         # A follow still waiting for the layout counts: the agent was at the newest line.
@@ -352,6 +360,8 @@ class Transcript(ScrollView, can_focus=False):
         head: Row = ((who + " ", who_style), (stamp, "dim"))
         if line.pending:
             head += (("  " + tr("pending"), "pending"),)
+        elif line.refused:
+            head += (("  ✕ " + tr("refused", reason=tr(f"refused.{line.refused}")), "refused"),)
         rows.append(head)
         rows += self._wrapped(text, body_style)
         return rows

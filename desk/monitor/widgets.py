@@ -322,3 +322,6 @@ class WatchTranscript(Transcript):
     def _follow(self) -> None:
         if self.view is not None and self.view.scroll_y is None:
             self.scroll_end(animate=False, force=True)
+            # The end may be where it already was: no scroll, so no thumb update
+            # for a bar laid out while the tab was hidden. Put it in place.
+            self.call_after_refresh(self.watch_show_vertical_scrollbar, self.show_vertical_scrollbar)
