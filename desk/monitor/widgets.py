@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
+from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 from textual import events
@@ -56,7 +57,8 @@ class QueuesTable(DataTable[Text]):
 
     def on_mount(self) -> None:
         for key, label, width in QUEUE_COLUMNS:
-            self.add_column(self.tr(label), key=key, width=width)
+            title = self.tr(label)  # never cut a heading (English ones are longer)
+            self.add_column(title, key=key, width=max(width, cell_len(title)))
 
     def cells(self, model: BoardModel, group: str, now: float) -> list[Text]:
         st = model.queues[group]
