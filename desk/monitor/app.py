@@ -627,19 +627,17 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
             self.notify(self.tr("notify.no_agent"), severity="warning")
             return
 
-        def done(choice: ChatChoice | None) -> None:
-            if choice is None:
-                return
-            if choice.action == "watch":
-                self.watch(choice.conv)
-            else:
-                self.reassign(choice.conv)
-
-        self.push_screen(ChatPicker(self.tr, agent, self.clock()), done)
+        self.push_screen(ChatPicker(self.tr, agent, self.clock()), self._chosen(self.reassign))
 
     def pick_waiting(self, group: str | None) -> None:
         """The chats waiting in ``group`` (None: in every group), as the last
         board listed them: reassign one to an agent, or watch it."""
+        waiting = self.model.waiting_chats(group)
+        self.push_screen(WaitingPicker(self.tr, waiting, self.clock(), group, self.model.unlisted(group)),
+                         self._chosen(self.reassign_waiting))  # fmt: skip
+
+    def _chosen(self, reassign: Callable[[str], None]) -> Callable[[ChatChoice | None], None]:
+        """What a chat picker's choice does: watch the chat, or reassign it with `reassign`."""
 
         def done(choice: ChatChoice | None) -> None:
             if choice is None:
@@ -647,10 +645,9 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
             if choice.action == "watch":
                 self.watch(choice.conv)
             else:
-                self.reassign_waiting(choice.conv)
+                reassign(choice.conv)
 
-        waiting = self.model.waiting_chats(group)
-        self.push_screen(WaitingPicker(self.tr, waiting, self.clock(), group, self.model.unlisted(group)), done)
+        return done
 
     @on(AgentsTable.Selected)
     def agent_chosen(self) -> None:
