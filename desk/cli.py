@@ -75,6 +75,13 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
+def _anchor(text: str) -> tuple[int, str]:
+    entry, _, digest = text.partition(":")
+    if not entry.isdigit() or len(digest) != 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected ID:HASH as `desk audit head` prints it")
+    return int(entry), digest
+
+
 def _hub_config(args: argparse.Namespace) -> HubConfig:
     return HubConfig(
         db_path=Path(args.db), host=args.host, port=args.port, agent_grace_s=args.grace,
@@ -272,7 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--limit", type=int, default=30)
 
     asub, shared = _db_command(sub, "audit", "the audit log")
-    asub.add_parser("verify", help="check the hash chain", parents=[shared])
+    ver = asub.add_parser("verify", help="check the hash chain (and anchors kept elsewhere)", parents=[shared])
+    ver.add_argument("--anchor", action="append", default=[], type=_anchor, metavar="ID:HASH",
+                     help="an entry's id and hash as `desk audit head` printed them (repeatable)")
+    asub.add_parser("head", help="print the newest entry's id:hash, to keep outside the database",
+                    parents=[shared])
 
     rep = sub.add_parser("report", help="the weekly review: CSV files for a date range (default last week)")
     rep.add_argument("--db", default=str(DEFAULT_DB), help=f"SQLite file (default {DEFAULT_DB}, or $DESK_DB)")
@@ -343,8 +354,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "report":
             return _report(args)
         elif args.cmd == "audit":
-            ok, count, problem = asyncio.run(admin.verify_audit(_existing_db(args)))
-            print(f"audit log {'intact' if ok else 'BROKEN'}: {count} entries checked" + (f"; {problem}" if problem else ""))
+            if args.action == "head":
+                entry, digest = asyncio.run(admin.audit_head(_existing_db(args)))
+                print(f"{entry}:{digest}")
+                return 0
+            ok, count, problem = asyncio.run(admin.verify_audit(_existing_db(args), args.anchor))
+            print(f"audit log {'intact' if ok else 'BROKEN'}: {count} entries checked"
+                  + (f", {len(args.anchor)} anchors" if args.anchor else "") + (f"; {problem}" if problem else ""))
             return 0 if ok else 1
     except admin.AdminError as exc:
         print(f"desk: {exc}", file=sys.stderr)

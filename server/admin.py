@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
@@ -93,10 +94,18 @@ async def list_users(db: Path) -> list[UserRecord]:
         await store.close()
 
 
-async def verify_audit(db: Path) -> tuple[bool, int, str]:
+async def verify_audit(db: Path, anchors: Iterable[tuple[int, str]] = ()) -> tuple[bool, int, str]:
     store = await _open(db)
     try:
-        return await store.verify_audit()
+        return await store.verify_audit(anchors)
+    finally:
+        await store.close()
+
+
+async def audit_head(db: Path) -> tuple[int, str]:
+    store = await _open(db)
+    try:
+        return await store.audit_head()
     finally:
         await store.close()
 

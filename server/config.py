@@ -48,3 +48,6 @@ class HubConfig:
     kb_path: Path | None = None
     # Seconds between checks for edits made outside the hub (CLI imports, KB file).
     maintenance_s: float = 2.0
+    # Seconds between log lines naming the audit log's head (an anchor to keep
+    # outside the database; also logged at start).
+    audit_anchor_s: float = 3600.0

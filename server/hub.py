@@ -158,6 +158,7 @@ class Hub:
             if not ok:
                 raise RuntimeError(f"cannot load the knowledge base: {problem}")
         await self._restore()
+        await self._log_audit_head()
         await self.phrasebook.load()
         self.stats.load(await self.store.conversations_since(day_start(self.clock())))
         self._sweeper = asyncio.create_task(self._sweep_idle(), name="idle-sweeper")
@@ -1165,15 +1166,27 @@ class Hub:
             self._close(conv, closed_by="system", reason="abandoned", notice="abandoned")
 
     async def _maintain(self) -> None:
-        """Pick up changes made outside the hub (phrasebook imported with the CLI)."""
+        """Pick up changes made outside the hub (phrasebook imported with the CLI),
+        and log the audit log's head now and then."""
+        anchored = time.monotonic()
         while True:
             await asyncio.sleep(self.config.maintenance_s)
             try:
                 await self.phrasebook.check_external()
                 if self._kb_owned and self._kb_changed():
                     await self.reload_kb(actor="file-change")
+                if time.monotonic() - anchored >= self.config.audit_anchor_s:
+                    anchored = time.monotonic()
+                    await self._log_audit_head()
             except Exception:  # keep maintaining; the next tick retries
                 log.exception("maintenance failed")
+
+    async def _log_audit_head(self) -> None:
+        """The audit chain has no secret: whoever can write the file could rewrite it
+        consistently. Its head in the hub's log (shipped elsewhere) is an anchor that
+        `desk audit verify --anchor ID:HASH` checks later."""
+        entry, digest = await self.store.audit_head()
+        log.info("audit head %d:%s", entry, digest)
 
     def _kb_changed(self) -> bool:
         try:

@@ -574,3 +574,52 @@ async def test_the_chain_stays_intact_when_the_cli_writes_while_the_hub_runs(tmp
         await server.stop()
     code, out = await desk("audit", "--db", str(tmp_path / "hub.db"), "verify")
     assert code == 0, out
+
+
+def rewrite_chain_from(db: Path, copy: Path, victim: int) -> Path:
+    """What someone who can write the file can do: change an entry and recompute
+    every hash after it, so the chain itself checks out."""
+    from server.store.sqlite import GENESIS, _audit_hash
+
+    shutil.copy(db, copy)
+    con = sqlite3.connect(copy)
+    with con:
+        con.execute("UPDATE audit SET actor='admin' WHERE id=?", (victim,))
+        prev = GENESIS
+        for r in con.execute("SELECT id, ts, actor, action, target, detail FROM audit ORDER BY id").fetchall():
+            digest = _audit_hash(prev, r[1], r[2], r[3], r[4], r[5])
+            con.execute("UPDATE audit SET prev_hash=?, hash=? WHERE id=?", (prev, digest, r[0]))
+            prev = digest
+    con.close()
+    return copy
+
+
+async def test_a_consistent_rewrite_of_the_chain_is_caught_by_an_anchor_kept_elsewhere(tmp_path: Path) -> None:
+    """The chain has no secret, so a full rewrite passes `verify`; the head recorded earlier with
+    `desk audit head` (the hub also logs it) does not match any more, and `verify --anchor` says so."""
+    db = await audited_db(tmp_path)
+    code, head = await desk("audit", "--db", str(db), "head")
+    assert code == 0 and re.fullmatch(r"\d+:[0-9a-f]{64}\n", head), head
+    anchor = head.strip()
+    code, out = await desk("audit", "--db", str(db), "verify", "--anchor", anchor)
+    assert code == 0 and "intact" in out and "1 anchors" in out, out
+    forged = rewrite_chain_from(db, tmp_path / "forged.db", victim=3)
+    code, out = await desk("audit", "--db", str(forged), "verify")
+    assert code == 0, out  # the limit: on its own the chain cannot tell
+    code, out = await desk("audit", "--db", str(forged), "verify", "--anchor", anchor)
+    assert code != 0 and "BROKEN" in out and f"anchor {anchor.split(':')[0]}" in out, out
+    code, out = await desk("audit", "--db", str(db), "verify", "--anchor", "not-an-anchor")
+    assert code == 2 and "ID:HASH" in out, out
+
+
+async def test_the_hub_logs_the_audit_head_it_starts_with(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An anchor reaches the hub's log at every start (and hourly): shipped with the logs, it is out
+    of reach of whoever can write the database."""
+    caplog.set_level(logging.INFO, logger="hub")
+    db = await audited_db(tmp_path)
+    server = await build_hub(hub_config(tmp_path, db_path=db)).start()
+    try:
+        head = await server.hub.store.audit_head()
+    finally:
+        await server.stop()
+    assert any(r.getMessage() == f"audit head {head[0]}:{head[1]}" for r in caplog.records), caplog.text

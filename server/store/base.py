@@ -171,9 +171,11 @@ class Store(Protocol):
 
     async def audit_entries(self, limit: int = 100, after_id: int = 0) -> list[AuditRecord]: ...
 
-    async def verify_audit(self) -> tuple[bool, int, str]:
+    async def verify_audit(self, anchors: Iterable[tuple[int, str]] = ()) -> tuple[bool, int, str]:
         """(intact, entries checked, first problem)."""
         ...
+
+    async def audit_head(self) -> tuple[int, str]: ...
 
     async def ping(self) -> bool:
         """True if a write goes through now."""

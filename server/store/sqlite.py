@@ -652,19 +652,35 @@ class SQLiteStore:
             for r in rows
         ]  # fmt: skip
 
-    async def verify_audit(self) -> tuple[bool, int, str]:
+    async def verify_audit(self, anchors: Iterable[tuple[int, str]] = ()) -> tuple[bool, int, str]:
+        """Check the hash chain, and that each anchor (an entry's id and hash
+        recorded outside the database, see ``audit_head``) is still there: the
+        chain has no secret, so a writer of the file could rewrite it
+        consistently; an anchor kept elsewhere cannot be rewritten with it."""
         prev, count = GENESIS, 0
         rows = await self._all(
             "SELECT id, ts, actor, action, target, detail, prev_hash, hash FROM audit ORDER BY id"
         )
+        hashes: dict[int, str] = {}
         for r in rows:
             count += 1
             if r[6] != prev:
                 return False, count, f"entry {r[0]}: broken link to the previous entry"
             if _audit_hash(prev, r[1], r[2], r[3], r[4], r[5]) != r[7]:
                 return False, count, f"entry {r[0]}: contents do not match its hash"
-            prev = r[7]
+            prev = hashes[r[0]] = r[7]
+        for entry, digest in anchors:
+            if entry not in hashes:
+                return False, count, f"anchor {entry}: no such entry (deleted, or the log was replaced)"
+            if hashes[entry] != digest:
+                return False, count, f"anchor {entry}: the entry's hash changed (the log was rewritten)"
         return True, count, ""
+
+    async def audit_head(self) -> tuple[int, str]:
+        """The newest entry's id and hash (0 and the genesis hash when empty): record it
+        somewhere the database's writers cannot reach, to check later with ``verify_audit``."""
+        rows = await self._all("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
+        return (rows[0][0], rows[0][1]) if rows else (0, GENESIS)
 
     async def ping(self) -> bool:
         try:
