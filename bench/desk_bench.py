@@ -176,6 +176,8 @@ async def switching_in_a_terminal(n: int, switches: int = 60, size: tuple[int, i
             os.write(master, FKEYS[slot])
             samples.append(await appears(marker, start) - t0)
             active = slot
+        os.write(master, QUIT)  # chats are open: the desk asks, and a second ctrl+q quits
+        await asyncio.sleep(0.3)
         os.write(master, QUIT)
         child = json.loads(await asyncio.wait_for(reports.readline(), 30))
     finally:

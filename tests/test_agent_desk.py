@@ -334,3 +334,109 @@ async def test_a_reply_over_the_hubs_limit_is_stopped_at_the_desk_and_kept(hub: 
         assert app.sent_count == 0 and composer.text == long_text
         assert any("内容过长" in str(n.message) for n in app._notifications)
         assert not [f for f in c.of("msg") if f["sender"] == "agent"]
+
+
+async def test_f7_enter_inserts_the_answer_to_what_the_customer_came_with(tmp_path: Path) -> None:
+    """Two detected topics (the second from a later line the bot matched elsewhere): the picker
+    offers the first topic's phrase first, so F7 Enter answers the customer's own question."""
+    from phrasebook import PhraseIndex, load_team_library
+    from server import protocol as p
+
+    from .desk_frames import customer as info
+
+    library = load_team_library()
+    index = PhraseIndex(library, agent_id="a1")
+    first, later = "transfer-not-arrived", "account-dormant"
+    assert index.for_topic(first, "zh") and index.for_topic(later, "zh")
+    cfg = DeskConfig(path=tmp_path / "desk.toml", lang="zh", bell=False)
+    app = make_agent_desk("ws://127.0.0.1:9/", lang="zh", config=cfg, connect=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.feed(p.LoginOk(user="a1", role="agent", name="李娜", token="t", session="s-1", status="online",
+                                 max_chats=5))  # fmt: skip
+        await app.feed(p.Phrases(phrases=library))
+        await app.feed(p.Assigned(conv="c-1", customer=info("邹总"), last_seq=0,
+                                  handoff=p.HandoffInfo(reason="customer_asked", intents=[first, later])))  # fmt: skip
+        await app.feed(p.Synced(conv="c-1", last_seq=0))
+        await pilot.press("f7", "enter")
+        await pilot.pause()
+        want = index.for_topic(first, "zh")[0].text.split("{")[0].split("[[")[0][:8]
+        assert want and want in app.query_one(Composer).text, app.query_one(Composer).text
+
+
+async def test_quitting_with_chats_open_asks_first(tmp_path: Path) -> None:
+    """ctrl+q with a chat open: a question, staying by default; ctrl+q again quits."""
+    from desk.agent.screens import QuitDialog
+    from server import protocol as p
+
+    from .desk_frames import customer as info
+
+    cfg = DeskConfig(path=tmp_path / "desk.toml", lang="zh", bell=False)
+    app = make_agent_desk("ws://127.0.0.1:9/", lang="zh", config=cfg, connect=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.feed(p.LoginOk(user="a1", role="agent", name="李娜", token="t", session="s-1", status="online",
+                                 max_chats=5))  # fmt: skip
+        await app.feed(p.Assigned(conv="c-1", customer=info("王先生"), last_seq=0, handoff=p.HandoffInfo()))
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, QuitDialog) and app.is_running
+        await pilot.press("enter")  # "Stay" has the focus
+        await pilot.pause()
+        assert not isinstance(app.screen, QuitDialog) and app.is_running
+        await pilot.press("ctrl+q", "ctrl+q")
+        await pilot.pause()
+        assert not app.is_running
+
+
+async def test_a_phrase_inserted_then_deleted_is_not_counted_as_used(tmp_path: Path) -> None:
+    """Usage feeds the phrase rankings and the supervisors' figures: only phrases that leave count."""
+    cfg = hub_config(tmp_path)
+    await admin.import_phrases(cfg.db_path, team_library_path())
+    server = await build_hub(cfg).start()
+    try:
+        await ready(server)
+        app = desk_for(server, tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await online(pilot, app)
+            c = await customer(server.url, "王先生")
+            await until(pilot, lambda: len(app.model.open_chats()) == 1 and len(app.index) > 100, "chat+phrases")
+            await pilot.press(*"/hi", "tab")
+            assert app.query_one(Composer).text.startswith("王先生您好")
+            await pilot.press("escape")  # not this one after all
+            await pilot.press(*"请稍等", "enter")
+            await c.expect("msg", lambda f: f["text"] == "请稍等")
+            await pilot.press(*"/hi", "tab", "enter")  # this time it leaves
+            await c.expect("msg", lambda f: f["text"].startswith("王先生您好"))
+            await server.hub.store.barrier()
+            uses = await server.hub.store.query(
+                "SELECT COUNT(*) FROM phrase_uses WHERE agent_id='a1' AND phrase_id LIKE 'team:hi:%'")
+            assert uses[0][0] == 1
+    finally:
+        await server.stop()
+
+
+async def test_the_transfer_dialog_counts_only_other_agents_and_says_when_nobody_can_take_it(
+    hub: HubServer, tmp_path: Path
+) -> None:
+    """A group only this agent staffs reads 'nobody else online' (it used to count the agent itself)."""
+    from desk.agent.screens import TransferDialog
+
+    from .helpers import agent as agent_socket
+
+    await hub.hub.add_user("a1", "李娜", "pw", groups=["general", "cards"])
+    await hub.hub.add_user("b1", "赵敏", "pw", groups=["credit_card"])
+    b = await agent_socket(hub.url, "b1")
+    await b.send(type="set_status", status="online")
+    app = desk_for(hub, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await online(pilot, app)
+        await customer(hub.url, "王先生")
+        await until(pilot, lambda: len(app.model.open_chats()) == 1, "chat")
+        await pilot.press("f8")
+        await until(pilot, lambda: isinstance(app.screen, TransferDialog), "transfer dialog")
+        dialog = app.screen
+        options = dialog.query_one("#tr-targets")  # type: ignore[attr-defined]
+        text = {t: str(options.get_option_at_index(i).prompt) for i, t in enumerate(dialog.targets)}  # type: ignore[attr-defined]
+        assert "无其他坐席在线" in text[("cards", None)]
+        assert "在线 1" in text[("credit_card", None)]
+        assert ("credit_card", None) in dialog.targets[:2]  # groups someone can take come first  # type: ignore[attr-defined]
+        await pilot.press("escape")

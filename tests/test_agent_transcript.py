@@ -101,3 +101,85 @@ async def test_long_histories_give_the_garbage_collector_nothing_to_walk(tmp_pat
         rows = [row for v in app.query_one(Transcript).views.values() for row in v.rows]
         assert len(rows) >= 2 * 5 * 400  # a header row and a text row per message at least
         assert sum(gc.is_tracked(row) for row in rows) == 0
+
+
+async def say(app: AgentDesk, pilot, conv: str, seq: int, text: str) -> None:  # type: ignore[no-untyped-def]
+    await app.feed(p.Msg(conv=conv, seq=seq, kind="text", sender="customer", sender_id="customer",
+                         ts=T0 + seq, text=text))  # fmt: skip
+    await pilot.pause()
+
+
+async def test_the_newest_line_stays_in_view_when_the_outbox_grows_under_the_chat(tmp_path: Path) -> None:
+    """Lines waiting for their ack shrink the transcript; it still follows the newest line,
+    and the customer's next line shows (a user saw replies and answers vanish below the edge)."""
+    app = desk(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_chats(app, 1, 30)
+        await pilot.pause()
+        t = app.query_one(Transcript)
+        for i in range(3):  # three replies in flight: the outbox takes three rows
+            app.model.sent("c1", f"m{i}", f"回复{i}", app.clock())
+        app.refresh_outbox()
+        await pilot.pause()
+        assert newest_line_shown(t) and t.following
+        await say(app, pilot, "c1", 31, "c1#31 客户的新消息")
+        assert newest_line_shown(t)
+        app.action_slot(1)
+        assert newest_line_shown(t)
+
+
+async def test_scrolled_up_new_lines_are_counted_and_pagedown_to_the_end_follows_again(tmp_path: Path) -> None:
+    """PageUp in the reply box pages the chat back; lines arriving meanwhile do not move the view
+    and are counted in the border; PageDown to the end follows again."""
+    app = desk(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_chats(app, 1, 40)
+        await pilot.pause()
+        t = app.query_one(Transcript)
+        end = t.scroll_offset.y
+        await pilot.press("pageup")
+        await pilot.pause()
+        reading = t.scroll_offset.y
+        assert reading < end and not t.following
+        await say(app, pilot, "c1", 41, "c1#41 新消息一")
+        await say(app, pilot, "c1", 42, "c1#42 新消息二")
+        assert t.scroll_offset.y == reading  # the agent's place is kept
+        assert "2" in str(t.border_subtitle) and "PgDn" in str(t.border_subtitle)
+        for _ in range(5):
+            await pilot.press("pagedown")
+        await pilot.pause()
+        assert newest_line_shown(t) and t.following and not t.border_subtitle
+        await say(app, pilot, "c1", 43, "c1#43 新消息三")
+        assert newest_line_shown(t)
+
+
+async def test_escape_clears_the_reply_box_and_ctrl_z_brings_it_back(tmp_path: Path) -> None:
+    """A wrongly inserted phrase goes with one key, and comes back with another."""
+    from desk.agent.widgets import Composer
+
+    app = desk(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_chats(app, 1, 3)
+        await pilot.pause()
+        composer = app.query_one(Composer)
+        composer.focus()
+        await pilot.press(*"您好请稍等")
+        await pilot.press("escape")
+        assert composer.text == ""
+        await pilot.press("ctrl+z")
+        assert composer.text == "您好请稍等"
+
+
+async def test_with_no_chat_the_desk_says_why_and_what_to_do(tmp_path: Path) -> None:
+    """An agent who logs in offline sees that ctrl+t takes chats (a new user waited for nothing)."""
+    app = desk(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        app.conn = "online"
+        await app.feed(p.LoginOk(user="a1", role="agent", name="李娜", token="t", session="s-1", status="offline",
+                                 max_chats=5))  # fmt: skip
+        await pilot.pause()
+        t = app.query_one(Transcript)
+        assert "ctrl+t" in t.empty_text and "离线" in t.empty_text
+        await app.feed(p.StatusEvent(status="online", max_chats=5, load=0))
+        await pilot.pause()
+        assert "在线" in t.empty_text and "ctrl+t" not in t.empty_text

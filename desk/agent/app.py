@@ -10,6 +10,7 @@ ever reach slot 3's customer.
 from __future__ import annotations
 
 import gc
+import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -48,6 +49,7 @@ from .screens import (
     PhraseEditor,
     PhrasePicker,
     PickerResult,
+    QuitDialog,
     TextDialog,
     TransferChoice,
     TransferDialog,
@@ -56,6 +58,8 @@ from .text import TEXT
 from .widgets import Composer, SlotStrip, SlotTab, Transcript, Watermark
 
 TYPING_EVERY_S = 2.0
+WAIT_ALERT_EVERY_S = 30.0  # at most one "has waited" pop-up this often
+AGENT_GRACE_S = 60  # the hub's default grace for an agent's chats (said when quitting)
 
 
 
@@ -112,6 +116,11 @@ def _bindings(tr: Tr) -> list[Binding]:
         Binding("ctrl+n", "save_phrase", tr("action.save_phrase"), id="save-phrase", priority=True, show=False),
         Binding("ctrl+b", "bell", tr("action.bell"), id="bell", priority=True, show=False),
         Binding("ctrl+o", "wrapups", tr("action.wrapups"), id="wrapups", priority=True, show=False),
+        # The reply box is a few lines: its pageup/pagedown page the chat instead.
+        Binding("pageup", "history(False)", tr("action.older"), id="older", priority=True, show=False),
+        Binding("pagedown", "history(True)", tr("action.newer"), id="newer", priority=True, show=False),
+        Binding("ctrl+end", "newest", tr("action.newest"), id="newest", priority=True, show=False),
+        Binding("escape", "clear_reply", tr("action.clear"), id="clear", show=False),
     ]
 
 
@@ -156,11 +165,14 @@ class AgentDesk(HubLinkMixin, App[None]):
         self.pending_wrapups: dict[str, str] = {}  # conv -> customer name
         self.note_mode = False
         self._last_typing: dict[str, float] = {}
-        self._used: dict[str, set[str]] = {}  # conv -> phrase ids in the draft
+        # conv -> {phrase id: a piece of the text it put in the draft}: counted as
+        # used only if that piece is still in what is sent.
+        self._used: dict[str, dict[str, str]] = {}
         self.sent_count = 0
         self.hand_up = False
         self._bars_queued = False
         self.max_text = p.MAX_TEXT_CHARS  # the hub's limit (login_ok says it)
+        self._wait_alerted = 0.0
 
     # -- layout -------------------------------------------------------------------
 
@@ -172,7 +184,7 @@ class AgentDesk(HubLinkMixin, App[None]):
             yield Label(self.tr("composer.none"), id="composer-to")
             yield Static("", id="outbox")
             yield Composer(id="composer", placeholder=self.tr("composer.placeholder"))
-        yield Footer()
+        yield Footer(compact=True)  # the F-keys and the palette fit 80 columns
 
     def on_mount(self) -> None:
         self.title = self.tr("title")
@@ -193,6 +205,8 @@ class AgentDesk(HubLinkMixin, App[None]):
 
     def on_link_status(self, message: LinkStatus) -> None:
         self.conn = message.status
+        if self.model.current is None:
+            self.show_current()
         self.refresh_bars()
 
     async def on_hub_frame(self, message: HubFrame) -> None:
@@ -213,6 +227,8 @@ class AgentDesk(HubLinkMixin, App[None]):
         self.session_id = f.session or self.session_id
         self.status, self.load_cap = f.status, (0, f.max_chats)
         self.max_text = f.max_text
+        if self.model.current is None:
+            self.show_current()
         self.index = PhraseIndex(self.index.phrases(), agent_id=f.user)
         self.config.save_token_for(f.user, f.token)
         self.password = ""  # the token does from now on
@@ -224,7 +240,15 @@ class AgentDesk(HubLinkMixin, App[None]):
 
     def frame_statusevent(self, f: p.StatusEvent) -> None:
         self.status, self.load_cap = f.status, (f.load, f.max_chats)
+        if self.model.current is None:
+            self.show_current()  # the empty transcript says what the status means
         self.queue_bars()
+
+    def idle_hint(self) -> str:
+        """With no chat open: why, and what to do about it."""
+        if self.conn != "online":
+            return self.tr("idle.connecting")
+        return self.tr(f"idle.{self.status}") if self.status in ("online", "away", "offline") else ""
 
     def frame_assigned(self, f: p.Assigned) -> None:
         chat, new = self.model.assign(f, self.clock())
@@ -373,6 +397,7 @@ class AgentDesk(HubLinkMixin, App[None]):
         label = self.query_one("#composer-to", Label)
         transcript = self.query_one(Transcript)
         if chat is None:
+            transcript.empty_text = self.idle_hint()
             transcript.show(None)
             composer.load("", "")
             label.update(self.tr("composer.none"), layout=False)
@@ -419,11 +444,20 @@ class AgentDesk(HubLinkMixin, App[None]):
 
     def tick(self) -> None:
         now = self.clock()
-        for chat in self.model.open_chats():
-            if not chat.warned_wait and chat.waiting_s(now) >= self.config.wait_alert_s:
-                chat.warned_wait = True
-                self.alert(self.tr("notify.wait", name=chat.name, slot=chat.slot, secs=int(chat.waiting_s(now))),
-                           bell=True, severity="warning")  # fmt: skip
+        overdue = [c for c in self.model.open_chats()
+                   if not c.warned_wait and c.waiting_s(now) >= self.config.wait_alert_s]  # fmt: skip
+        for chat in overdue:
+            chat.warned_wait = True
+        # The strip already warms each waiting slot: a pop-up only for a chat the
+        # agent is not looking at, and one at a time (five overdue chats made a
+        # constant stream of them over the transcript).
+        shown = [c for c in overdue if c.slot != self.model.active]
+        if shown and now - self._wait_alerted >= WAIT_ALERT_EVERY_S:
+            self._wait_alerted = now
+            chat = max(shown, key=lambda c: c.waiting_s(now))
+            more = f" (+{len(shown) - 1})" if len(shown) > 1 else ""
+            self.alert(self.tr("notify.wait", name=chat.name, slot=chat.slot, secs=int(chat.waiting_s(now))) + more,
+                       bell=True, severity="warning")  # fmt: skip
         self.refresh_bars()
 
     def alert(self, text: str, bell: bool = False, severity: str = "information") -> None:
@@ -445,6 +479,32 @@ class AgentDesk(HubLinkMixin, App[None]):
         self.save_draft()
         self.model.activate(n)
         self.show_current()
+
+    async def action_quit(self) -> None:
+        """ctrl+q: with chats open, ask first (they are handed back if the agent does not return)."""
+        open_chats = len(self.model.by_conv)
+        if not open_chats or isinstance(self.screen, QuitDialog):
+            self.exit()
+            return
+
+        def done(go: bool | None) -> None:
+            if go:
+                self.exit()
+
+        self.push_screen(QuitDialog(self.tr, open_chats, AGENT_GRACE_S), done)
+
+    def action_history(self, down: bool) -> None:
+        self.query_one(Transcript).page(down)
+
+    def action_newest(self) -> None:
+        self.query_one(Transcript).newest()
+
+    def action_clear_reply(self) -> None:
+        """Empty the reply box (ctrl+z in it brings the text back)."""
+        composer = self.query_one(Composer)
+        if composer.owner and composer.text:
+            composer.clear()
+            self.notify(self.tr("notify.cleared"), timeout=3)
 
     def action_longest(self) -> None:
         slot = self.model.longest_waiting(self.clock())
@@ -515,8 +575,9 @@ class AgentDesk(HubLinkMixin, App[None]):
         composer = self.query_one(Composer)
         if composer.owner == conv:
             composer.load(conv, "")
-        for phrase_id in self._used.pop(conv, set()):
-            await self.send(p.PhraseUsed(id=phrase_id, conv=conv))
+        for phrase_id, piece in self._used.pop(conv, {}).items():
+            if piece in text:  # inserted and then deleted: not used
+                await self.send(p.PhraseUsed(id=phrase_id, conv=conv))
         if self._last_typing.pop(conv, None):
             await self.send(p.Typing(conv=conv, on=False))
         self.refresh_outbox()
@@ -533,7 +594,7 @@ class AgentDesk(HubLinkMixin, App[None]):
             exp = expand_shortcode(text, cursor, self.index, chat.customer.lang, self.context(chat))
             if exp is not None:
                 composer.load(chat.conv, exp.text)
-                self.mark_used(chat.conv, exp.phrase.id)
+                self.mark_used(chat.conv, exp.phrase.id, render(exp.phrase.text, self.context(chat)).text)
                 if exp.selection:
                     composer.select_span(*exp.selection)
                 else:
@@ -548,8 +609,10 @@ class AgentDesk(HubLinkMixin, App[None]):
                             queue_wait_s=chat.queue_wait_s or None,
                             lang=chat.customer.lang)  # fmt: skip
 
-    def mark_used(self, conv: str, phrase_id: str) -> None:
-        self._used.setdefault(conv, set()).add(phrase_id)
+    def mark_used(self, conv: str, phrase_id: str, inserted: str) -> None:
+        # The longest stretch of the phrase's own words (fill-ins get replaced), up to 12 characters.
+        pieces = [part.strip() for part in re.split(r"\[\[[^\]]*\]\]", inserted)]
+        self._used.setdefault(conv, {})[phrase_id] = max(pieces, key=len)[:12]
 
     def insert_text(self, chat: Chat, text: str) -> None:
         """Put rendered phrase text at the cursor (several phrases combine)."""
@@ -580,7 +643,7 @@ class AgentDesk(HubLinkMixin, App[None]):
                 return
             if result.action == "insert" and result.phrase is not None and chat is not None:
                 rendered = render(result.phrase.text, self.context(chat))
-                self.mark_used(chat.conv, result.phrase.id)
+                self.mark_used(chat.conv, result.phrase.id, rendered.text)
                 self.insert_text(chat, rendered.text)
             elif result.action == "edit" and result.phrase is not None:
                 self.edit_phrase(result.phrase, "")
@@ -594,9 +657,11 @@ class AgentDesk(HubLinkMixin, App[None]):
                                       suggested=suggested), done)  # fmt: skip
 
     def suggestions(self, chat: Chat, lang: str) -> list[Any]:
-        """Phrases for the chat's detected topics, latest topic first."""
+        """Phrases for the chat's detected topics, in the order the bot met them: the
+        first is what the customer came with; later ones are more often a follow-up
+        line the bot matched to some other topic (F7 Enter inserts the first)."""
         out: list[Any] = []
-        for topic in reversed(chat.handoff.intents):
+        for topic in chat.handoff.intents:
             found = self.index.for_topic(topic, lang) or self.index.for_topic(topic)
             out += [ph for ph in found if ph not in out]
         return out
@@ -716,7 +781,7 @@ class AgentDesk(HubLinkMixin, App[None]):
         rows += [("enter", self.tr("action.send"), "composer"), ("ctrl+j", self.tr("action.newline"), "composer"),
                  ("tab / shift+tab", "/code → phrase · [[slot]]", "composer"), ("ctrl+p", "command palette", ""),
                  ("ctrl+q", "quit", "")]  # fmt: skip
-        self.push_screen(HelpScreen(self.tr("help.title"), self.tr("help.intro", path=self.config.path), rows))
+        self.push_screen(HelpScreen(self.tr("help.title"), self.tr("help.intro", path=self.config.path) + "\n" + self.tr("help.legend"), rows))
 
     def key_rows(self) -> Iterable[Binding]:
         keymap = self.config.keys

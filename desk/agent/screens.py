@@ -250,19 +250,28 @@ class TransferDialog(ModalScreen[TransferChoice | None]):
         tr = self.tr
         with Vertical():
             yield Label(tr("transfer.title", name=self.who), classes="dialog-title")
-            options: list[Option | None] = []
+            # Who else is there: the directory's counts include this agent, who
+            # never gets its own transfer back.
+            others = [a for a in self.directory.agents
+                      if a.id != self.me and a.status == "online" and a.connected]  # fmt: skip
+            staffed: list[tuple[tuple[str | None, str | None], Option]] = []
+            unstaffed: list[tuple[tuple[str | None, str | None], Option]] = []
             for g in self.directory.groups:
-                self.targets.append((g.group, None))
+                online = sum(1 for a in others if g.group in a.groups)
                 label = Text(f"◆ {g.group}  ", style="bold")
-                label.append(tr("transfer.waiting", waiting=g.waiting, online=g.agents_online), style="dim")
-                options.append(Option(label))
-            for a in self.directory.agents:
-                if a.id == self.me or a.status != "online" or not a.connected or a.load >= a.max_chats:
-                    continue
-                self.targets.append((None, a.id))
-                options.append(Option(Text(f"● {a.name} ({a.id})  {a.load}/{a.max_chats}  {','.join(a.groups)}")))
+                if online:
+                    label.append(tr("transfer.waiting", waiting=g.waiting, online=online), style="dim")
+                    staffed.append(((g.group, None), Option(label)))
+                else:  # still allowed (the chat waits in that queue), but said plainly
+                    label.append(tr("transfer.nobody", waiting=g.waiting), style="yellow")
+                    unstaffed.append(((g.group, None), Option(label)))
+            free = [((None, a.id), Option(Text(f"● {a.name} ({a.id})  {a.load}/{a.max_chats}  {','.join(a.groups)}")))
+                    for a in others if a.load < a.max_chats]  # fmt: skip
+            # Groups someone can take, then named agents, then groups nobody else staffs.
+            ordered = staffed + free + unstaffed
+            self.targets = [target for target, _ in ordered]
             yield Label(f"{tr('transfer.groups')} / {tr('transfer.agents')}")
-            yield OptionList(*[o for o in options if o is not None], id="tr-targets")
+            yield OptionList(*[option for _, option in ordered], id="tr-targets")
             yield Input(placeholder=tr("transfer.note"), id="tr-note")
             with Horizontal(classes="buttons"):
                 yield Button(tr("transfer.go"), variant="primary", id="tr-go")
@@ -420,6 +429,40 @@ class GuardDialog(ModalScreen[bool]):
 
     @on(Button.Pressed, "#g-back")
     def action_back(self) -> None:
+        self.dismiss(False)
+
+
+class QuitDialog(ModalScreen[bool]):
+    """Quitting with chats open: they go back to the queue if the agent does not return."""
+
+    DEFAULT_CSS = """
+    QuitDialog { align: center middle; }
+    QuitDialog > Vertical { width: 70%; max-width: 72; height: auto; border: thick $warning; background: $surface; padding: 1 2; }
+    """
+    BINDINGS = [Binding("escape", "stay", show=False)]
+
+    def __init__(self, tr: Tr, chats: int, grace_s: int) -> None:
+        super().__init__()
+        self.tr, self.chats, self.grace_s = tr, chats, grace_s
+
+    def compose(self) -> ComposeResult:
+        tr = self.tr
+        with Vertical():
+            yield Label(tr("quit.title"), classes="dialog-title")
+            yield Static(tr("quit.body", n=self.chats, secs=self.grace_s))
+            with Horizontal(classes="buttons"):
+                yield Button(tr("quit.stay"), variant="primary", id="q-stay")
+                yield Button(tr("quit.go"), variant="warning", id="q-go")
+
+    def on_mount(self) -> None:
+        self.query_one("#q-stay").focus()  # staying is the default
+
+    @on(Button.Pressed, "#q-go")
+    def go(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#q-stay")
+    def action_stay(self) -> None:
         self.dismiss(False)
 
 

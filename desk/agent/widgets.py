@@ -39,7 +39,9 @@ def wait_class(seconds: float) -> str:
 
 
 def flag_marks(chat: Chat, tr: Tr) -> str:
-    return "".join(f"[{tr('flag.' + f)}]" for f in chat.flags if f in ("urgent", "elderly", "vip", "disabled"))
+    """The chat's flags in a tab: one mark each (急老贵助 / !EVA), as a tab is
+    13 cells wide at 80 columns; the handoff card spells them out."""
+    return "".join(tr("flagmark." + f) for f in chat.flags if f in ("urgent", "elderly", "vip", "disabled"))
 
 
 class SlotTab(Static):
@@ -77,10 +79,10 @@ class SlotTab(Static):
             self.update(Text(f"{self.slot} {tr('slot.empty')}", style="dim"))
             return
         text = Text(f"{self.slot} ", style="bold")
-        text.append(chat.name, style="bold")
         marks = flag_marks(chat, tr)
-        if marks:
-            text.append(marks, style="bold red" if "urgent" in chat.flags else "bold magenta")
+        if marks:  # before the name: a narrow tab cuts the name, never the flags
+            text.append(marks + " ", style="bold red" if "urgent" in chat.flags else "bold magenta")
+        text.append(chat.name, style="bold")
         text.append("\n")
         if not chat.online:
             text.append(f"⌁{tr('slot.offline')} ", style="italic")
@@ -158,7 +160,13 @@ class Transcript(ScrollView, can_focus=False):
     width); only the rows on screen become strips. Switching chats swaps the
     rows of one widget, so it costs a screenful of drawing however long the
     histories are, and nothing mounts a widget per message. The handoff card
-    stays on top, and the bot part is set apart from the human part."""
+    stays on top, and the bot part is set apart from the human part.
+
+    Following the newest line is a state, not a position: it holds until the
+    agent scrolls up and comes back when they scroll to the end, whatever
+    happens to the widget's height meanwhile (the outbox showing lines being
+    sent, a taller draft). While it does not hold, new lines are counted in
+    the border below."""
 
     DEFAULT_CSS = "Transcript { height: 1fr; scrollbar-gutter: stable; scrollbar-size-vertical: 1; overflow-x: hidden; }"
 
@@ -168,7 +176,10 @@ class Transcript(ScrollView, can_focus=False):
         self.views: dict[str, ChatView] = {}
         self.view: ChatView | None = None
         self._width = 0
-        self._follow_pending = False
+        self.following = True  # the shown chat keeps to its newest line
+        self.empty_text = tr("composer.none")  # what shows with no chat (the app says why)
+        self._placing = False  # our own scroll, not the agent's
+        self._unseen = 0  # lines that arrived below while not following
 
     # -- which chat -------------------------------------------------------------------
 
@@ -182,13 +193,14 @@ class Transcript(ScrollView, can_focus=False):
 
     def show(self, conv: str | None) -> None:
         if self.view is not None:  # remember where the agent was reading
-            self.view.scroll_y = None if self._at_end() else self.scroll_offset.y
-        self._follow_pending = False
+            self.view.scroll_y = None if self.following else self.scroll_offset.y
         self.view = self.views.get(conv or "")
         if self.view is not None and self._width and self.view.width != self._width:
             self._wrap(self.view)
         self._resize()
-        self._place(self.view.scroll_y if self.view is not None else None)
+        self.following = self.view is None or self.view.scroll_y is None
+        self._set_unseen(0)
+        self._place(None if self.following else self.view.scroll_y)  # type: ignore[union-attr]
         self.refresh()
 
     def _place(self, y: float | None) -> None:
@@ -198,12 +210,26 @@ class Transcript(ScrollView, can_focus=False):
         height = self.scrollable_content_region.height
         if self.view is not None and height > 0:
             end = max(0, len(self.view.rows) - height)
-            # force: the scrollbar (which allows scrolling) only appears with the next layout
-            self.scroll_to(y=end if y is None else min(y, end), animate=False, immediate=True, force=True)
-        elif y is not None:
-            self.call_after_refresh(self.scroll_to, y=y, animate=False, force=True)
+            self._placing = True
+            try:
+                # force: the scrollbar (which allows scrolling) only appears with the next layout
+                self.scroll_to(y=end if y is None else min(y, end), animate=False, immediate=True, force=True)
+            finally:
+                self._placing = False
         else:
-            self._follow_later()
+            self.call_after_refresh(self._place_later, self.view, y)
+
+    def _place_later(self, view: ChatView | None, y: float | None) -> None:
+        if view is self.view and (y is not None or self.following):
+            self._place(y)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if not self._placing and self.view is not None:
+            # The agent scrolled (or the view was put back where they were reading).
+            self.following = new_value >= self.max_scroll_y - 1
+            if self.following:
+                self._set_unseen(0)
 
     def watch_show_vertical_scrollbar(self, shown: bool) -> None:
         # Textual moves the thumb with the scroll only while the bar is shown:
@@ -212,20 +238,19 @@ class Transcript(ScrollView, can_focus=False):
         if shown:
             self.vertical_scrollbar.position = self.scroll_y
 
-    def _at_end(self) -> bool:
-        # A follow still waiting for the layout counts: the agent was at the newest line.
-        return self._follow_pending or self.scroll_offset.y >= self.max_scroll_y - 1
+    def page(self, down: bool) -> None:
+        """A page towards the older lines or the newest (the keys of the composer's pageup/pagedown)."""
+        height = max(1, self.scrollable_content_region.height - 1)
+        self.scroll_to(y=self.scroll_offset.y + (height if down else -height), animate=False, force=True)
 
-    def _follow_later(self) -> None:
-        """Go to the newest line once the new size has been laid out."""
-        if not self._follow_pending:
-            self._follow_pending = True
-            self.call_after_refresh(self._follow_now, self.view)
+    def newest(self) -> None:
+        self.following = True
+        self._set_unseen(0)
+        self._place(None)
 
-    def _follow_now(self, view: ChatView | None) -> None:
-        if self._follow_pending and view is self.view:
-            self._follow_pending = False
-            self.scroll_end(animate=False, force=True)
+    def _set_unseen(self, n: int) -> None:
+        self._unseen = n
+        self.border_subtitle = self.tr("transcript.unseen", n=n) if n else ""
 
     def on_resize(self, event: events.Resize) -> None:
         # The scrollbar's gutter is always reserved (CSS), so a scrollbar
@@ -236,7 +261,8 @@ class Transcript(ScrollView, can_focus=False):
             if self.view is not None:
                 self._wrap(self.view)
                 self._resize()
-                self._follow_later()
+        if self.following:  # taller or shorter: the newest line stays in view
+            self._place(None)
 
     @property
     def text_width(self) -> int:
@@ -262,12 +288,14 @@ class Transcript(ScrollView, can_focus=False):
         view = self.views.get(chat.conv)
         if view is None or not view.width or view.width != self._width:
             return  # wrapped in full when it is next shown
-        view.rows += self.line_rows(view, line)
+        added = self.line_rows(view, line)
+        view.rows += added
         if view is self.view:
-            at_end = self._at_end()
             self._resize()
-            if at_end:
+            if self.following:
                 self._place(None)
+            else:
+                self._set_unseen(self._unseen + 1)
             self.refresh()
 
     def _wrap(self, view: ChatView) -> None:
@@ -281,7 +309,7 @@ class Transcript(ScrollView, can_focus=False):
         index = self.scroll_offset.y + y
         width = self.scrollable_content_region.width
         if self.view is None:
-            text = self.tr("composer.none") if y == 0 else ""
+            text = self.empty_text if y == 0 else ""
             return Strip([Segment(text, _STYLE["dim"])]).crop_extend(0, width, None).apply_style(self.rich_style)
         rows = self.view.rows
         if index >= len(rows):

@@ -9,10 +9,8 @@ differ for a watcher are set here.
 from __future__ import annotations
 
 from desk.agent.text import TEXT as DESK_TEXT
+from desk.agent.text import TRANSCRIPT_KEYS as _SHARED
 from desk.i18n import Table
-
-# Keys of the agent desk's table that its Transcript widget reads.
-_SHARED = ("card.", "reason.", "flag.", "bot.part", "who.bot", "who.system", "who.note", "pending")
 
 OWN: Table = {
     "title": {"en": "Demo Bank supervisor monitor", "zh": "示例银行 主管监控台"},
