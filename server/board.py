@@ -4,6 +4,10 @@ Changes only mark rows dirty; one timer per interval turns the dirty rows
 into a single ``board`` frame for every supervisor. The cost is bounded by
 what changed and by the interval (default once a second), not by how many
 events happened, so watching 2,000 agents stays cheap for the hub.
+
+Customers' names go out once per chat and row: an agent row names only the
+chats it did not list in the last push (a full board names them all, and the
+push after one names them all again, for the supervisor who just joined).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from . import protocol as p
 from .routing import PRIORITY_NAMES
@@ -35,6 +41,9 @@ class BoardFeed:
         self.pushes = 0
         self._alerted: set[tuple[str, str, float]] = set()
         self._failed_logins: deque[float] = deque()
+        # agent -> the chats its last pushed row listed (their names went with it)
+        self._listed: dict[str, frozenset[str]] = {}
+        self._name_all = False  # a full board went out: the next push names every chat again
 
     # -- marking ------------------------------------------------------------
 
@@ -57,7 +66,9 @@ class BoardFeed:
             if len(self._failed_logins) >= self.hub.config.alert_failed_logins:
                 self._failed_logins.clear()  # one burst, one alert
                 self.alert("failed_login_burst", who)
-        row = p.AlertRow(kind=kind, who=who, conv=conv, at=now)
+        chat = self.hub.convs.get(conv) if conv else None
+        row = p.AlertRow(kind=kind, who=who, conv=conv, at=now,
+                         customer=chat.rec.customer_name if chat is not None else "")  # fmt: skip
         self.alerts.append(row)
         if self.hub.supervisors:
             self.new_alerts.append(row)
@@ -102,6 +113,7 @@ class BoardFeed:
     def send_full(self, session: Session) -> None:
         hub = self.hub
         self.start_ticking()
+        self._name_all = True
         session.send(p.Board(
             full=True,
             agents=[self.agent_row(a) for a in sorted(hub.router.agents)],
@@ -121,7 +133,16 @@ class BoardFeed:
         self._timer = None
         self._last_push = time.monotonic()
         hub = self.hub
-        agents = [self.agent_row(a) for a in sorted(self.dirty_agents) if a in hub.router.agents]
+        agents = []
+        for agent_id in sorted(self.dirty_agents):
+            agent = hub.router.agents.get(agent_id)
+            if agent is None:
+                self._listed.pop(agent_id, None)
+                continue
+            known = frozenset() if self._name_all else self._listed.get(agent_id, frozenset())
+            agents.append(self.agent_row(agent_id, named=known))
+            self._listed[agent_id] = frozenset(agent.chats)
+        self._name_all = False
         queues = [self.queue_row(g, listed=True) for g in sorted(self.dirty_groups)]
         frame = p.encode(p.Board(full=False, agents=agents, queues=queues,
                                  totals=self.totals(), alerts=self.new_alerts))
@@ -140,20 +161,26 @@ class BoardFeed:
 
     # -- rows ---------------------------------------------------------------
 
-    def agent_row(self, agent_id: str) -> p.AgentRow:
+    def agent_row(self, agent_id: str, named: frozenset[str] = frozenset()) -> p.AgentRow:
+        """An agent's row; its chats' customers are named except those in ``named``
+        (the supervisors have their names from an earlier row)."""
         hub = self.hub
         agent = hub.router.agents[agent_id]
         now = hub.clock()
         chats: dict[str, float] = {}
+        names: dict[str, str] = {}
         for conv_id in sorted(agent.chats):
             conv = hub.convs.get(conv_id)
             since = conv.unanswered_since if conv is not None else None
             chats[conv_id] = round(now - since, 1) if since is not None else 0.0
+            if conv is not None and conv_id not in named:
+                names[conv_id] = conv.rec.customer_name
         return p.AgentRow(
             id=agent_id, name=hub._name(agent_id), status=agent.status, connected=agent.connected,
             load=len(agent.chats), max_chats=agent.max_chats, groups=sorted(agent.groups),
             chats=chats, hand_raised=agent_id in hub.hands,
             logged_in_at=hub.logged_in_at.get(agent_id, 0.0),
+            customers=names or msgspec.UNSET,
             **hub.stats.agent(agent_id).fields(),
         )  # fmt: skip
 

@@ -536,6 +536,10 @@ class AgentRow(Struct):
     handle_p50_s: float | None = None
     satisfaction: float | None = None  # (very satisfied + satisfied) / rated
     rated: int = 0
+    # conv id -> its customer's name, for the chats in `chats` that this row
+    # names for the first time (every chat on a full board). Absent when there
+    # is none: a name is sent once, not with every wait update.
+    customers: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
 
 
 class WaitingChat(Struct):
@@ -572,6 +576,7 @@ class AlertRow(Struct, omit_defaults=True):
     who: str
     at: float
     conv: str = ""
+    customer: str = ""  # the name of `conv`'s customer
 
 
 class Board(Frame, tag="board", omit_defaults=False):

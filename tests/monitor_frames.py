@@ -10,6 +10,11 @@ from server import protocol as p
 
 from .desk_frames import T0, customer
 
+# The customers of the chats on the board (two share a name, as customers do).
+CUSTOMERS = {"c-1": "王先生", "c-2": "李女士", "c-3": "张阿姨", "c-4": "刘洋", "c-5": "陈晨", "c-6": "杨帆",
+             "c-7": "张伟", "c-8": "张伟", "c-9": "赵磊", "c-10": "黄丽", "c-11": "周杰", "c-12": "吴芳",
+             "c-13": "徐静", "c-14": "孙浩", "c-15": "马超", "c-16": "朱琳", "c-20": "何女士"}  # fmt: skip
+
 
 def agent(id_: str, name: str, status: str = "online", chats: dict[str, float] | None = None, *,
           connected: bool = True, max_chats: int = 5, hand: bool = False, on_for: float = 3600.0,
@@ -19,7 +24,8 @@ def agent(id_: str, name: str, status: str = "online", chats: dict[str, float] |
     return p.AgentRow(id=id_, name=name, status=status, connected=connected, load=len(chats),
                       max_chats=max_chats, groups=groups or ["general"], chats=chats, hand_raised=hand,
                       logged_in_at=T0 - on_for if connected else 0.0, handled=handled,
-                      first_response_p50_s=frt, handle_p50_s=aht, satisfaction=sat, rated=rated)  # fmt: skip
+                      first_response_p50_s=frt, handle_p50_s=aht, satisfaction=sat, rated=rated,
+                      customers={c: CUSTOMERS.get(c, f"客户{c[-3:]}") for c in chats})  # fmt: skip
 
 
 def agents() -> list[p.AgentRow]:
@@ -70,9 +76,10 @@ def totals() -> dict[str, float]:
 def alerts() -> list[p.AlertRow]:
     return [
         p.AlertRow(kind="failed_login", who="a9", at=T0 - 900),
-        p.AlertRow(kind="queue_wait", who="cards", at=T0 - 200),
-        p.AlertRow(kind="unanswered", who="a2", conv="c-7", at=T0 - 70),
-        p.AlertRow(kind="raised_hand", who="a1", conv="c-1", at=T0 - 30),
+        p.AlertRow(kind="queue_wait", who="cards", conv="c-20", customer="何女士", at=T0 - 200),
+        p.AlertRow(kind="unanswered", who="a2", conv="c-7", customer="张伟", at=T0 - 90),
+        p.AlertRow(kind="unanswered", who="a2", conv="c-8", customer="张伟", at=T0 - 70),
+        p.AlertRow(kind="raised_hand", who="a1", conv="c-1", customer="王先生", at=T0 - 30),
     ]
 
 

@@ -78,6 +78,33 @@ async def test_alerts_fire_when_waits_pass_their_thresholds(tmp_path: Path) -> N
         await server.stop()
 
 
+async def test_the_board_names_each_chats_customer_once_and_alerts_name_theirs(tmp_path: Path) -> None:
+    server = await build_hub(hub_config(tmp_path, alert_unanswered_s=0.3)).start()
+    try:
+        s = await supervisor(server)
+        a = await online(server, "a1")
+        c1 = await customer(server.url, "王先生")
+        named = await s.expect("board", lambda f: any(r["id"] == "a1" and c1.conv in r["chats"] for r in f["agents"]))
+        assert next(r for r in named["agents"] if r["id"] == "a1")["customers"] == {c1.conv: "王先生"}
+        await a.expect("synced", lambda f: f["conv"] == c1.conv)
+        c2 = await customer(server.url, "李女士")
+        got = await s.expect("board", lambda f: any(r["id"] == "a1" and c2.conv in r["chats"] for r in f["agents"]))
+        # the row that adds 李女士 names her only: 王先生 was named before
+        assert next(r for r in got["agents"] if r["id"] == "a1")["customers"] == {c2.conv: "李女士"}
+        await c1.say("在吗？")  # unanswered: the wait grows, the row goes out again without names
+        alert = await s.expect("board", lambda f: any(x["kind"] == "unanswered" for x in f["alerts"]))
+        assert next(x for x in alert["alerts"] if x["kind"] == "unanswered")["customer"] == "王先生"
+        quiet = await s.expect("board", lambda f: any(r["id"] == "a1" and r["chats"].get(c1.conv, 0) > 0
+                                                      for r in f["agents"]))  # fmt: skip
+        assert "customers" not in next(r for r in quiet["agents"] if r["id"] == "a1")
+        # a supervisor who joins now gets every name on the full board
+        late = await agent(server.url, "sup")
+        full = await late.expect("board", lambda f: f["full"])
+        assert next(r for r in full["agents"] if r["id"] == "a1")["customers"] == {c1.conv: "王先生", c2.conv: "李女士"}
+    finally:
+        await server.stop()
+
+
 async def test_a_burst_of_failed_logins_raises_an_alert(hub: HubServer) -> None:
     s = await supervisor(hub)
     for i in range(5):

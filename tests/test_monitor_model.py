@@ -48,7 +48,7 @@ def test_a_delta_replaces_only_the_rows_it_names_and_waits_age_on_the_local_cloc
 def test_alerts_are_kept_newest_first_and_a_resent_full_board_repeats_none() -> None:
     model = BoardModel()
     model.apply(board(), T0)
-    assert [a.kind for a in model.alerts] == ["raised_hand", "unanswered", "queue_wait", "failed_login"]
+    assert [a.kind for a in model.alerts] == ["raised_hand", "unanswered", "unanswered", "queue_wait", "failed_login"]
     again = model.apply(board(), T0 + 5)  # after a reconnect
     assert again.alerts == [] and again.agents == []  # nothing changed, nothing to redraw
     new = p.AlertRow(kind="failed_login_burst", who="guess", at=T0 + 6)
@@ -129,7 +129,8 @@ async def test_the_command_palette_lists_what_can_be_done_now(tmp_path: Path) ->
         names = {name: key for name, _, key in MonitorCommands(app.screen)._entries()}
         assert names["监听会话 · 李娜"] == "f7" and names["坐席设置 · 李娜"] == "f10"
         assert "定位坐席 李娜（a1）" in names  # a raised hand
-        assert any(n.startswith("监听 c-7 · 王强") for n in names)  # the longest waits
+        # the longest waits, by the customer's name (two of 王强's customers are both 张伟)
+        assert any(n.startswith("监听 张伟 c-7（王强） · 2m10s") for n in names)
         assert "悄悄话" not in names  # nothing watched yet
         app.watch_conv = "c-1"
         for frame in watched_chat():

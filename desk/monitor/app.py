@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from server import protocol as p
 
 from .agents_table import SORTS
 from .config import MonitorConfig
-from .model import BoardChange, BoardModel, Waiting, duration
+from .model import BoardChange, BoardModel, Waiting, chat_labels, duration
 from .screens import (
     AgentSetChoice,
     AgentSetDialog,
@@ -43,8 +44,8 @@ from .screens import (
     HelpScreen,
     TargetPicker,
     TeamPhraseEditor,
-    TextDialog,
     WaitingPicker,
+    WhisperDialog,
 )
 from .text import TEXT
 from .widgets import (
@@ -90,8 +91,9 @@ class MonitorCommands(Provider):
         warm = sorted(((st.worst_wait(now), st) for st in app.model.agents.values() if st.since),
                       key=lambda x: -x[0])[:8]  # fmt: skip
         for _, st in warm:
+            labels = chat_labels(st.row.chats, st.names.get)
             for conv, wait in sorted(st.waits(now).items(), key=lambda x: -x[1])[:2]:
-                label = tr("palette.watch_conv", conv=conv, agent=st.row.name) + f" · {int(wait)}s"
+                label = tr("palette.watch", customer=labels[conv], agent=st.row.name) + f" · {duration(wait)}"
                 out.append((label, lambda c=conv: app.watch(c), ""))
         out.append((tr("palette.waiting_all"), lambda: app.pick_waiting(None), ""))
         for w in app.model.waiting_chats()[:5]:
@@ -189,9 +191,12 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
         self.whispers: dict[str, tuple[str, str]] = {}  # msg_id -> (conv, text) until acked
         # what the last request of each kind was about (to word the answer)
         self.asked: dict[str, str] = {}
-        self.audit_append = False
+        # what each audit_get in flight asks for, oldest first (the hub answers in order):
+        # "newest" (replace what is shown), "older" (the page before), "newer" (entries since)
+        self.audit_asked: deque[str] = deque()
         self.audit_action = ""
         self.audit_done = False
+        self.audit_at = 0.0  # when the newest entries were last asked for
         self._last_resort = 0.0
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -295,8 +300,9 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
         await self.request_figures()
         if self.watch_conv:  # after a reconnect: watch again (history is deduplicated by seq)
             await self.send(p.Watch(conv=self.watch_conv, on=True))
+        self.audit_asked.clear()  # asked on the old link: no answer is coming
         if self.query_one(TabbedContent).active == "audit":
-            await self.request_audit(append=False)
+            await self.request_audit("newest")
         self.refresh_bar()
 
     def frame_board(self, f: p.Board) -> None:
@@ -315,7 +321,7 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
         if change.totals:
             self.query_one(TodayPanel).show(self.model, self.tr)
         if change.alerts:
-            self.query_one(AlertsTable).add(reversed(change.alerts), self.who)
+            self.query_one(AlertsTable).add(reversed(change.alerts), self.who, self.model.customer_name)
         if change.agents or change.removed:
             self.refresh_summary()
         if self.watch_info is not None:
@@ -330,12 +336,17 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
         for a in alerts[-3:]:
             text = tr("alert.toast", kind=tr(f"alert.{a.kind}"), who=self.who(a.who))
             if a.conv:
-                text += f" · {a.conv}"
+                text += f" · {self.chat_name(a.conv, a.customer)}"
             severity = "error" if a.kind in ("unanswered", "failed_login_burst") else "warning"
             self.notify(text, severity=severity, timeout=6)  # type: ignore[arg-type]
         if self.bell_on and any(a.kind in self.config.bell_alerts for a in alerts):
             self.bell()
         self.refresh_alert_tab()
+
+    def chat_name(self, conv: str, customer: str = "") -> str:
+        """A chat as the supervisor knows it: its customer's name (the chat id
+        if the board never named it)."""
+        return customer or self.model.customer_name(conv) or conv
 
     def who(self, agent_id: str) -> str:
         st = self.model.agents.get(agent_id)
@@ -358,8 +369,14 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
 
     def frame_auditrows(self, f: p.AuditRows) -> None:
         table = self.query_one(AuditTable)
-        table.show(list(f.rows), append=self.audit_append)
-        self.audit_done = len(f.rows) < AUDIT_PAGE
+        rows = list(f.rows)
+        asked = self.audit_asked.popleft() if self.audit_asked else "newest"
+        full = len(rows) >= AUDIT_PAGE
+        if asked == "newer" and table.ids and not (full and rows[-1].id > table.newest):
+            table.add_newer(rows)
+        else:  # the newest page; or newer entries than one page holds: start again from the newest
+            table.show(rows, append=asked == "older")
+            self.audit_done = not full
         key = "audit.end" if self.audit_done else "audit.count"
         self.query_one("#audit-count", Label).update(self.tr(key, n=len(table.ids)))
 
@@ -528,6 +545,9 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
             table.resort(self.model, now)
         if self.conn == "online" and now - self.figures_at >= self.config.figures_every_s:
             self.run_worker(self.request_figures(), exit_on_error=False)
+        if (self.conn == "online" and self.query_one(TabbedContent).active == "audit"
+                and now - self.audit_at >= self.config.audit_every_s):  # fmt: skip
+            self.run_worker(self.request_audit("newer"), exit_on_error=False)
         self.refresh_side(now)
         self.refresh_bar()
 
@@ -546,8 +566,8 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
             self.unseen_alerts = 0
             self.refresh_alert_tab()
             self.refresh_bar()
-        if pane == "audit" and not self.query_one(AuditTable).ids:
-            await self.request_audit(append=False)
+        if pane == "audit":  # what was written since it was last shown
+            await self.request_audit("newer" if self.query_one(AuditTable).ids else "newest")
         if pane == "today":
             await self.request_figures()
 
@@ -678,7 +698,7 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
                 self.run_worker(self.whisper(conv, text), exit_on_error=False)
 
         title = self.tr("whisper.title", agent=self.who(info.agent), customer=info.customer.name)
-        self.push_screen(TextDialog(title, self.tr("whisper.go"), self.tr("cancel")), done)
+        self.push_screen(WhisperDialog(title, self.tr("whisper.hint"), self.tr("whisper.go"), self.tr("cancel")), done)
 
     async def whisper(self, conv: str, text: str) -> None:
         """Send a note only the chat's agent sees; shown here once acked."""
@@ -720,6 +740,7 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
         """Pick an agent with a free slot for ``conv``; the hub holds the cap.
         ``waiting_name``: a waiting chat's customer (checked again before sending)."""
         targets = self.model.reassign_targets(conv)
+        title = title or self.tr("target.title", customer=self.chat_name(conv))
 
         def done(agent_id: str | None) -> None:
             if not agent_id or (waiting_name and self.still_waiting(conv, waiting_name) is None):
@@ -782,6 +803,8 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
 
     async def action_refresh(self) -> None:
         await self.request_figures()
+        if self.query_one(TabbedContent).active == "audit":
+            await self.request_audit("newest")
 
     async def request_figures(self) -> None:
         self.figures_at = self.clock()
@@ -790,30 +813,43 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
 
     # -- the audit log ------------------------------------------------------------------------------
 
-    async def request_audit(self, append: bool) -> None:
+    async def request_audit(self, what: str) -> None:
+        """Ask for audit entries: "newest" (a fresh first page), "older" (the
+        page before the oldest shown) or "newer" (entries since the newest shown)."""
         table = self.query_one(AuditTable)
-        if append and (self.audit_done or not table.ids):
+        if what == "older" and (self.audit_done or not table.ids):
             return
-        self.audit_append = append
-        before = table.oldest if append else 0
-        await self.send(p.AuditGet(limit=AUDIT_PAGE, before_id=before, action=self.audit_action))
+        if what == "newer" and self.audit_asked:
+            return  # an answer is on its way
+        if what != "older":
+            self.audit_at = self.clock()
+        before = table.oldest if what == "older" else 0
+        # Noted first: the answer may come before send() returns.
+        self.audit_asked.append(what)
+        if not await self.send(p.AuditGet(limit=AUDIT_PAGE, before_id=before, action=self.audit_action)):
+            self.audit_asked.pop()
 
     @on(Input.Submitted, "#audit-action")
     async def audit_filter(self, event: Input.Submitted) -> None:
         self.audit_action = event.value.strip()[:40]
-        self.audit_done = False
-        await self.request_audit(append=False)
+        await self.request_audit("newest")
         self.query_one(AuditTable).focus()
 
     @on(Button.Pressed, "#audit-newest")
     async def audit_newest(self) -> None:
-        self.audit_done = False
-        await self.request_audit(append=False)
+        await self.request_audit("newest")
+        self.query_one(AuditTable).focus()
 
     @on(Button.Pressed, "#audit-older")
     async def action_audit_older(self) -> None:
         self.action_tab("audit")
-        await self.request_audit(append=True)
+        await self.request_audit("older")
+
+    @on(DataTable.RowHighlighted, "#audit-table")
+    async def audit_scrolled(self, event: DataTable.RowHighlighted) -> None:
+        """Down to the last entry shown: the page before it follows."""
+        if event.cursor_row == event.data_table.row_count - 1 and event.cursor_row > 0:
+            await self.request_audit("older")
 
     # -- the rest -----------------------------------------------------------------------------------
 

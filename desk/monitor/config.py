@@ -7,6 +7,7 @@
     bell = true                 # ring the terminal bell on alerts of the kinds below
     bell_alerts = ["raised_hand", "unanswered", "queue_wait", "failed_login_burst"]
     figures_every_s = 30        # ask for bot misses and phrase stats this often
+    audit_every_s = 5           # while the audit tab is shown, ask for new entries this often
     save_token = true           # remember the login token (not the password)
 
     [keys]                      # binding id = keys (comma separated)
@@ -42,6 +43,7 @@ class MonitorConfig:
     bell: bool = True
     bell_alerts: list[str] = field(default_factory=lambda: list(DEFAULT_BELL_ALERTS))
     figures_every_s: float = 30.0
+    audit_every_s: float = 5.0
     save_token: bool = True
     keys: dict[str, str] = field(default_factory=dict)
 
@@ -51,7 +53,7 @@ class MonitorConfig:
         cfg = cls(path=path)
         if path.exists():
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-            for name in ("lang", "url", "user", "bell", "figures_every_s", "save_token"):
+            for name in ("lang", "url", "user", "bell", "figures_every_s", "audit_every_s", "save_token"):
                 if name in data:
                     setattr(cfg, name, data[name])
             if "bell_alerts" in data:

@@ -12,7 +12,10 @@ monitor's own clock.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+import msgspec
 
 from server import protocol as p
 
@@ -33,6 +36,8 @@ class AgentState:
     row: p.AgentRow
     # conv -> local time its customer's oldest unanswered line was sent (0-wait chats absent)
     since: dict[str, float] = field(default_factory=dict)
+    # conv -> its customer's name (a row names a chat once; kept while the chat stays)
+    names: dict[str, str] = field(default_factory=dict)
 
     def waits(self, now: float) -> dict[str, float]:
         """Each chat's current wait in seconds (0: nothing unanswered)."""
@@ -158,6 +163,11 @@ class BoardModel:
 
     def _put_agent(self, row: p.AgentRow, now: float) -> None:
         old = self.agents.get(row.id)
+        sent = row.customers if not isinstance(row.customers, msgspec.UnsetType) else {}
+        # A chat this row does not name keeps the name it had here, or on the
+        # row it came from (asked before that row lets go of it).
+        names = {conv: sent.get(conv) or (old.names.get(conv, "") if old is not None else "")
+                 or self.customer_name(conv) for conv in row.chats}  # fmt: skip
         if old is not None:
             for conv in old.row.chats:
                 if self.conv_agent.get(conv) == row.id:
@@ -171,7 +181,7 @@ class BoardModel:
                 prev = old.since.get(conv) if old is not None else None
                 fresh = now - secs
                 since[conv] = prev if prev is not None and abs(prev - fresh) < 1.0 else fresh
-        self.agents[row.id] = AgentState(row, since)
+        self.agents[row.id] = AgentState(row, since, {c: n for c, n in names.items() if n})
 
     def _drop_agent(self, agent_id: str) -> None:
         state = self.agents.pop(agent_id, None)
@@ -181,6 +191,17 @@ class BoardModel:
                     del self.conv_agent[conv]
 
     # -- questions the UI asks --------------------------------------------------
+
+    def customer_name(self, conv: str) -> str:
+        """The name of ``conv``'s customer as the board gave it ('' if it never did)."""
+        holder = self.agents.get(self.conv_agent.get(conv, ""))
+        if holder is not None and conv in holder.names:
+            return holder.names[conv]
+        for st in self.queues.values():
+            for chat in st.row.chats:
+                if chat.conv == conv:
+                    return chat.customer
+        return next((a.customer for a in self.alerts if a.conv == conv and a.customer), "")
 
     def waiting_agents(self) -> list[str]:
         """Agents with at least one customer waiting for an answer (their
@@ -233,6 +254,24 @@ def _add(series: list[list[int]]) -> list[int]:
 
 
 # -- formatting (plain strings; widgets add the colours) ---------------------------
+
+
+def short_conv(conv: str) -> str:
+    """A chat id shortened to its last four characters (random ones: the
+    leading ones are a timestamp that chats opened together share)."""
+    return "…" + conv[-4:] if len(conv) > 6 else conv
+
+
+def chat_labels(convs: Iterable[str], name_of: Callable[[str], str]) -> dict[str, str]:
+    """What to call each chat: its customer's name, with the short chat id
+    only where two chats have the same name (the full id if there is no name)."""
+    convs = list(dict.fromkeys(convs))
+    names = {conv: name_of(conv) for conv in convs}
+    seen: dict[str, int] = {}
+    for name in names.values():
+        seen[name] = seen.get(name, 0) + 1
+    return {conv: (conv if not name else f"{name} {short_conv(conv)}" if seen[name] > 1 else name)
+            for conv, name in names.items()}  # fmt: skip
 
 
 def slot_cells(row: p.AgentRow, waits: dict[str, float]) -> list[tuple[str, int | None]]:

@@ -20,11 +20,11 @@ from desk.agent.screens import HelpScreen, LoginScreen, TextDialog
 from desk.i18n import Tr
 from server import protocol as p
 
-from .model import AgentState, Waiting, duration, wait_level
+from .model import AgentState, Waiting, chat_labels, duration, wait_level
 from .widgets import WAIT_STYLES
 
 __all__ = ["AgentSetChoice", "AgentSetDialog", "ChatChoice", "ChatPicker", "HelpScreen", "LoginScreen",
-           "TargetPicker", "TeamPhraseEditor", "TextDialog", "WaitingPicker"]  # fmt: skip
+           "TargetPicker", "TeamPhraseEditor", "TextDialog", "WaitingPicker", "WhisperDialog"]  # fmt: skip
 
 _DIALOG = """
 {name} {{ align: center middle; }}
@@ -35,6 +35,27 @@ _DIALOG = """
 {name} .buttons {{ height: auto; align-horizontal: right; margin-top: 1; }}
 {name} .buttons Button {{ margin-left: 1; }}
 """
+
+
+class WhisperDialog(TextDialog):
+    """The agent desk's note dialog, sized for the monitor: the title wraps,
+    a line says who sees it, and the buttons keep to one row."""
+
+    DEFAULT_CSS = _DIALOG.format(name="WhisperDialog") + """
+    WhisperDialog > Vertical { border: thick $warning; }
+    WhisperDialog .dialog-title { padding: 0; }
+    WhisperDialog .wd-hint { width: 1fr; color: $text-muted; padding: 0 0 1 0; }
+    WhisperDialog TextArea { height: 5; }
+    """
+
+    def __init__(self, title: str, hint: str, button: str, cancel: str) -> None:
+        super().__init__(title, button, cancel)
+        self.hint = hint
+
+    def on_mount(self) -> None:
+        title = self.query_one(".dialog-title", Label)
+        title.parent.mount(Label(self.hint, classes="wd-hint"), after=title)  # type: ignore[union-attr]
+        super().on_mount()
 
 
 @dataclass
@@ -64,14 +85,15 @@ class ChatPicker(ModalScreen[ChatChoice | None]):
             if not self.convs:
                 yield Label(tr("chats.none", agent=r.name))
             options = []
+            names = chat_labels(self.convs, self.agent.names.get)
             for conv in self.convs:
                 wait = self.waits[conv]
                 if wait:
                     label = Text("▣ ", style=WAIT_STYLES[wait_level(wait)])
-                    label.append(tr("chats.row", conv=conv, wait=duration(wait)))
+                    label.append(tr("chats.row", customer=names[conv], wait=duration(wait)))
                 else:
                     label = Text("▣ ", style=WAIT_STYLES[0])
-                    label.append(tr("chats.quiet", conv=conv))
+                    label.append(tr("chats.quiet", customer=names[conv]))
                 options.append(Option(label))
             yield OptionList(*options, id="cp-chats")
             with Horizontal(classes="buttons"):
@@ -123,27 +145,26 @@ def _fit(text: str, cells: int) -> str:
     return out + "…" + " " * (cells - used - 1)
 
 
-# Cells per column of the waiting list: priority, customer, flags, group, waited (then the chat id).
-WAITING_WIDTHS = (4, 10, 7, 10, 6)
+# Cells per column of the waiting list: priority, customer, flags, group, waited.
+WAITING_WIDTHS = (4, 18, 8, 12, 7)
 
 
 def waiting_head(tr: Tr) -> str:
     cols = ("priority", "customer", "flags", "group", "wait")
-    return " ".join(_fit(tr(f"waiting.col.{c}"), w) for c, w in zip(cols, WAITING_WIDTHS, strict=True)) + " " + tr(
-        "waiting.col.conv")
+    return " ".join(_fit(tr(f"waiting.col.{c}"), w) for c, w in zip(cols, WAITING_WIDTHS, strict=True)).rstrip()
 
 
-def waiting_row(tr: Tr, w: Waiting, now: float) -> Text:
-    """One waiting chat: priority, customer (and flags), group, wait, chat id."""
+def waiting_row(tr: Tr, w: Waiting, now: float, customer: str = "") -> Text:
+    """One waiting chat: priority, customer (``customer``: the name with a
+    short chat id where two share it), flags, group, wait."""
     chat, wait = w.chat, w.wait(now)
-    pw, cw, fw, gw, ww = WAITING_WIDTHS
+    pw, cw, fw, gw, _ = WAITING_WIDTHS
     row = Text(_fit(tr(f"priority.{chat.priority}"), pw), style=PRIORITY_STYLES.get(chat.priority, ""))
-    row.append(" " + _fit(chat.customer, cw))
+    row.append(" " + _fit(customer or chat.customer or chat.conv, cw))
     flags = " ".join(tr(f"flag.{f}") for f in chat.flags if f in ("elderly", "vip", "disabled"))
     row.append(" " + _fit(flags, fw), style="bold magenta")
     row.append(" " + _fit(w.group, gw), style="cyan")
-    row.append(" " + _fit(duration(wait), ww), style=WAIT_STYLES[wait_level(wait)])
-    row.append(" " + chat.conv, style="dim")
+    row.append(" " + duration(wait), style=WAIT_STYLES[wait_level(wait)])
     return row
 
 
@@ -175,7 +196,10 @@ class WaitingPicker(ModalScreen[ChatChoice | None]):
                 yield Label(Text(none, style="dim"))
             else:
                 yield Label(waiting_head(tr), classes="wp-head")
-            yield OptionList(*(Option(waiting_row(tr, w, self.now)) for w in self.waiting), id="wp-chats")
+            names = {w.conv: w.chat.customer for w in self.waiting}
+            labels = chat_labels(names, names.__getitem__)
+            yield OptionList(*(Option(waiting_row(tr, w, self.now, labels[w.conv])) for w in self.waiting),
+                             id="wp-chats")  # fmt: skip
             if self.unlisted:
                 yield Label(tr("waiting.more", n=self.unlisted), classes="wp-more")
             if self.waiting:
@@ -222,7 +246,7 @@ class TargetPicker(ModalScreen[str | None]):
     def __init__(self, tr: Tr, conv: str, targets: list[AgentState], title: str = "") -> None:
         super().__init__()
         self.tr, self.conv, self.targets = tr, conv, targets
-        self.title_text = title or tr("target.title", conv=conv)
+        self.title_text = title or tr("target.title", customer=conv)
 
     def compose(self) -> ComposeResult:
         tr = self.tr

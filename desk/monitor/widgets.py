@@ -13,19 +13,20 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from rich.cells import cell_len
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual import events
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label, Sparkline, Static
-from textual.widgets.data_table import CellDoesNotExist
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey
 
 from desk.agent.widgets import Transcript
 from desk.i18n import Tr
 from server import protocol as p
 
 from .agents_table import WAIT_STYLES, AgentsTable
-from .model import BoardModel, count, duration, percent, wait_level
+from .model import BoardModel, chat_labels, count, duration, percent, wait_level
 
 __all__ = ["AgentsTable", "AlertsTable", "AuditTable", "QueueCharts", "QueuesTable", "RankList", "SidePanel",
            "TodayPanel", "TopBar", "WatchTranscript"]  # fmt: skip
@@ -138,9 +139,10 @@ class TodayPanel(Static):
 
     def show(self, model: BoardModel, tr: Tr) -> None:
         t = model.total
+        # Neither column wraps: the panel is as wide as its longest line (monitor.tcss)
         table = Table.grid(padding=(0, 2))
         table.add_column(no_wrap=True)
-        table.add_column()
+        table.add_column(no_wrap=True)
         vs, s, d = t("sat_very_satisfied"), t("sat_satisfied"), t("sat_dissatisfied")
         rated = sum(x for x in (vs, s, d) if x is not None)
         sat = percent(((vs or 0) + (s or 0)) / rated) if rated else "—"
@@ -176,42 +178,59 @@ class RankList(Static):
     """A titled top-N list (bot misses, phrases used most)."""
 
     def show(self, title: str, rows: list[tuple[str, str]], empty: str, footer: str = "") -> None:
-        text = Text(title + "\n", style="bold")
-        if not rows:
-            text.append(empty + "\n", style="dim")
+        """A long label wraps in its own column, under itself."""
+        table = Table.grid(padding=(0, 1))
+        table.add_column(no_wrap=True, justify="right", style="dim")
+        table.add_column(no_wrap=True, justify="right", style="cyan")
+        table.add_column(ratio=1, overflow="fold")
         for i, (label, figure) in enumerate(rows, 1):
-            text.append(f"{i:>2}. ", style="dim")
-            text.append(f"{figure:>7}  ", style="cyan")
-            text.append(label + "\n")
+            table.add_row(f"{i}.", figure, label)
+        parts: list[RenderableType] = [Text(title, style="bold")]
+        parts.append(table if rows else Text(empty, style="dim"))
         if footer:
-            text.append(footer, style="dim italic")
-        self.update(text)
+            parts.append(Text(footer, style="dim italic"))
+        self.update(Group(*parts))
 
 
 class AlertsTable(DataTable[Text]):
-    """Every alert since the monitor started, newest first."""
+    """Every alert since the monitor started, newest first. A chat is shown
+    by its customer's name (with a short chat id where two share a name)."""
 
     def __init__(self, tr: Tr, **kw: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)  # type: ignore[arg-type]
         self.tr = tr
         self.by_key: dict[str, p.AlertRow] = {}
+        self.names: dict[str, str] = {}  # conv -> its customer's name
+        self.keys_of: dict[str, list[str]] = {}  # conv -> the rows about it
+        self.labels: dict[str, str] = {}  # conv -> what its rows show now
 
     def on_mount(self) -> None:
         tr = self.tr
         self.add_column(tr("col.at"), key="at", width=8)
-        self.add_column(tr("col.kind"), key="kind", width=22)
-        self.add_column(tr("col.who"), key="who", width=14)
-        self.add_column(tr("col.conv"), key="conv", width=22)
+        self.add_column(tr("col.kind"), key="kind", width=max(14, *(cell_len(tr(f"alert.{k}")) for k in ALERT_STYLES)))
+        self.add_column(tr("col.who"), key="who", width=16)
+        self.add_column(tr("col.customer"), key="conv", width=20)
 
-    def add(self, alerts: Iterable[p.AlertRow], who: Callable[[str], str]) -> None:
-        added = False
-        for a in alerts:
+    def add(self, alerts: Iterable[p.AlertRow], who: Callable[[str], str], name_of: Callable[[str], str]) -> None:
+        """Add alerts (``name_of``: a chat's customer when an alert does not name it)."""
+        new = [a for a in alerts]
+        for a in new:
+            if a.conv:
+                self.names[a.conv] = a.customer or self.names.get(a.conv, "") or name_of(a.conv)
+        labels = chat_labels(self.names, self.names.__getitem__)
+        for conv, label in labels.items():  # a name now shared: the older rows get short ids too
+            if conv in self.labels and self.labels[conv] != label:
+                for key in self.keys_of.get(conv, ()):
+                    self.update_cell(key, "conv", Text(label))
+        self.labels = labels
+        for a in new:
             key = f"{len(self.by_key)}"
             self.by_key[key] = a
+            if a.conv:
+                self.keys_of.setdefault(a.conv, []).append(key)
             kind = Text(self.tr(f"alert.{a.kind}"), style=ALERT_STYLES.get(a.kind, "bold"))
-            self.add_row(Text(clock_time(a.at)), kind, Text(who(a.who)), Text(a.conv or "", style="dim"), key=key)
-            added = True
-        if added:
+            self.add_row(Text(clock_time(a.at)), kind, Text(who(a.who)), Text(labels.get(a.conv, "")), key=key)
+        if new:
             self.sort("at", key=lambda cell: cell.plain, reverse=True)
             self.move_cursor(row=0, animate=False)
 
@@ -225,38 +244,123 @@ class AlertsTable(DataTable[Text]):
         return self.by_key.get(key.value or "")
 
 
+def audit_detail(detail: dict[str, object]) -> str:
+    """An entry's detail as ``key=value`` pairs (empty values left out)."""
+    parts = []
+    for key, value in detail.items():
+        if value is None or value == "" or value == [] or value == {}:
+            continue
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            shown = ",".join(value)
+        elif isinstance(value, str):
+            shown = value
+        else:
+            shown = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        parts.append(f"{key}={shown}")
+    text = " ".join(parts)
+    return text if len(text) <= AUDIT_DETAIL_CHARS else text[: AUDIT_DETAIL_CHARS - 1] + "…"
+
+
+AUDIT_DETAIL_CHARS = 300
+# (key, heading, width); the last column (what it was about) takes what is left and wraps.
+AUDIT_COLUMNS = (("id", "col.id", 6), ("at", "col.at", 14), ("actor", "col.actor", 8), ("action", "col.action", 16))
+AUDIT_DETAIL_MIN = 20
+
+
 class AuditTable(DataTable[Text]):
+    """Audit entries, newest first. The last column (the target and the
+    detail) takes the width that is left and wraps, so nothing is cut."""
+
     def __init__(self, tr: Tr, **kw: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)  # type: ignore[arg-type]
         self.tr = tr
-        self.ids: list[int] = []
+        self.ids: list[int] = []  # newest first
+        self.entries: dict[int, p.AuditEntry] = {}
 
     def on_mount(self) -> None:
         tr = self.tr
-        self.add_column(tr("col.id"), key="id", width=5)
-        self.add_column(tr("col.at"), key="at", width=14)
-        self.add_column(tr("col.actor"), key="actor", width=6)
-        self.add_column(tr("col.action"), key="action", width=14)
-        self.add_column(tr("col.target"), key="target", width=12)
-        self.add_column(tr("col.detail"), key="detail")
+        for key, label, width in AUDIT_COLUMNS:
+            self.add_column(tr(label), key=key, width=width)
+        self.add_column(tr("col.detail"), key="detail", width=self.detail_width())
+
+    def detail_width(self) -> int:
+        """The cells left for the last column at the table's width now."""
+        used = sum(w + 2 * self.cell_padding for _, _, w in AUDIT_COLUMNS) + 2 * self.cell_padding
+        scrollbar = self.styles.scrollbar_size_vertical
+        return max(AUDIT_DETAIL_MIN, self.size.width - used - scrollbar)
+
+    def on_resize(self, event: events.Resize) -> None:
+        width = self.detail_width()
+        column = self.columns.get(ColumnKey("detail"))
+        if column is not None and column.width != width:
+            column.width = width
+            self._redraw()
+
+    def _redraw(self) -> None:
+        """Add every row again (wrapped rows get their heights for the new width)."""
+        at = self.cursor_row
+        self.clear()
+        for entry_id in self.ids:
+            self._add(self.entries[entry_id])
+        if self.row_count:
+            self.move_cursor(row=min(at, self.row_count - 1), animate=False)
+
+    def _add(self, r: p.AuditEntry) -> None:
+        style = "bold red" if "fail" in r.action or "throttl" in r.action else ""
+        stamp = datetime.fromtimestamp(r.ts).strftime("%m-%d %H:%M:%S")
+        about = Text(r.target)
+        detail = audit_detail(r.detail)
+        if detail:
+            about.append((" " if r.target else "") + detail, style="dim")
+        self.add_row(Text(str(r.id), style="dim"), Text(stamp), Text(r.actor), Text(r.action, style=style), about,
+                     key=str(r.id), height=None)  # fmt: skip
 
     def show(self, rows: list[p.AuditEntry], append: bool) -> None:
+        """A page: the newest (replacing what is shown) or, with ``append``, an older one."""
         if not append:
             self.clear()
             self.ids = []
+            self.entries = {}
         for r in rows:
-            if r.id in self.ids:
+            if r.id in self.entries:
                 continue
             self.ids.append(r.id)
-            detail = json.dumps(r.detail, ensure_ascii=False, separators=(",", ":")) if r.detail else ""
-            style = "bold red" if "fail" in r.action or "throttl" in r.action else ""
-            stamp = datetime.fromtimestamp(r.ts).strftime("%m-%d %H:%M:%S")
-            self.add_row(Text(str(r.id), style="dim"), Text(stamp), Text(r.actor), Text(r.action, style=style),
-                         Text(r.target), Text(detail[:200], style="dim"), key=str(r.id))  # fmt: skip
+            self.entries[r.id] = r
+            self._add(r)
+
+    def add_newer(self, rows: list[p.AuditEntry]) -> int:
+        """Entries newer than those shown go on top; the highlighted entry stays
+        highlighted. Returns how many were added."""
+        newest = self.newest
+        fresh = sorted((r for r in rows if r.id > newest and r.id not in self.entries), key=lambda r: -r.id)
+        if not fresh:
+            return 0
+        keep = self.current_id()
+        for r in fresh:
+            self.entries[r.id] = r
+            self._add(r)
+        self.ids = [r.id for r in fresh] + self.ids
+        self.sort("id", key=lambda cell: int(cell.plain), reverse=True)
+        if keep is not None:
+            self.move_cursor(row=self.get_row_index(str(keep)), animate=False)
+        return len(fresh)
+
+    def current_id(self) -> int | None:
+        if not self.row_count:
+            return None
+        try:
+            key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        except CellDoesNotExist:
+            return None
+        return int(key.value or 0)
 
     @property
     def oldest(self) -> int:
         return min(self.ids, default=0)
+
+    @property
+    def newest(self) -> int:
+        return max(self.ids, default=0)
 
 
 class TopBar(Static):
@@ -307,7 +411,9 @@ class SidePanel(Vertical):
         for a in list(model.alerts)[:12]:
             text.append(clock_time(a.at) + " ", style="dim")
             text.append(tr(f"alert.{a.kind}"), style=ALERT_STYLES.get(a.kind, "bold"))
-            text.append(f" {who(a.who)}\n")
+            text.append(f" {who(a.who)}")
+            name = (a.customer or model.customer_name(a.conv)) if a.conv else ""
+            text.append(f" · {name}\n" if name else "\n")
         self.query_one("#side-alerts", Static).update(text)
 
 
