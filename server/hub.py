@@ -418,14 +418,22 @@ class Hub:
         if rec.rating:
             session.error("already_rated", "this chat has been rated", ref="rate", conv=f.conv)
             return
+        prior = (rec.rating, rec.rating_comment, rec.rated_at)
         rec.rating, rec.rating_comment, rec.rated_at = f.score, mask_at_rest(f.comment), self.clock()
         fut = self.store.update_conversation(f.conv, rating=f.score, rating_comment=rec.rating_comment,
                                              rated_at=rec.rated_at)  # fmt: skip
-        self.stats.rated(rec.last_agent, f.score)
-        if rec.last_agent:
-            self.board.touch_agent(rec.last_agent)
-        self.metrics.ratings[f.score] = self.metrics.ratings.get(f.score, 0) + 1
-        _then(fut, lambda: session.send(p.Ok(ref="rate", conv=f.conv)))
+
+        def counted(done: asyncio.Future[None]) -> None:
+            if done.cancelled() or done.exception() is not None:  # not stored: the customer may rate again
+                rec.rating, rec.rating_comment, rec.rated_at = prior
+                return
+            self.stats.rated(rec.last_agent, f.score)
+            if rec.last_agent:
+                self.board.touch_agent(rec.last_agent)
+            self.metrics.ratings[f.score] = self.metrics.ratings.get(f.score, 0) + 1
+
+        fut.add_done_callback(counted)
+        _ok_when_stored(session, fut, "rate", f.conv)
 
     # -- staff ------------------------------------------------------------
 
@@ -594,7 +602,7 @@ class Hub:
         self._append(conv, kind="system", sender="system", text=_t(conv.rec.lang, "transfer", target=target))
         self._apply(effects, reasons={conv.id: "transferred"})
         barrier = self.store.barrier()  # ok means durable: after the transfer and the moves it caused
-        _then(barrier, lambda: session.send(p.Ok(ref="transfer", conv=conv.id)))
+        _ok_when_stored(session, barrier, "transfer", conv.id)
 
     async def _on_close(self, session: Session, f: p.Close) -> None:
         conv = self._agent_conv(session, f.conv, "close")
@@ -603,7 +611,7 @@ class Hub:
         wrap = {"wrapup_code": f.wrapup, "wrapup_note": mask_at_rest(f.note)} if f.wrapup else {}
         fut = self._close(conv, closed_by=session.principal, reason="agent_closed", notice="closed", **wrap)
         self.store.audit(session.principal, "close", target=conv.id, detail={"wrapup": f.wrapup or ""})
-        _then(fut, lambda: session.send(p.Ok(ref="close", conv=conv.id)))
+        _ok_when_stored(session, fut, "close", conv.id)
 
     async def _on_wrapup(self, session: Session, f: p.Wrapup) -> None:
         await self.store.barrier()  # a close just sent must be visible to the read below
@@ -613,7 +621,7 @@ class Hub:
             return
         fut = self.store.update_conversation(f.conv, wrapup_code=f.code, wrapup_note=mask_at_rest(f.note))
         self.store.audit(session.principal, "wrapup", target=f.conv, detail={"code": f.code})
-        _then(fut, lambda: session.send(p.Ok(ref="wrapup", conv=f.conv)))
+        _ok_when_stored(session, fut, "wrapup", f.conv)
 
     # -- phrasebook --------------------------------------------------------
 
@@ -634,7 +642,7 @@ class Hub:
         if conv is None:
             return
         fut = self.store.audit(session.principal, "reveal", target=conv.id, detail={"seq": f.seq})
-        _then(fut, lambda: session.send(p.Ok(ref="reveal", conv=conv.id)))
+        _ok_when_stored(session, fut, "reveal", conv.id)
 
     async def _on_directoryget(self, session: Session, f: p.DirectoryGet) -> None:
         groups = set(self.router.groups()) | {self.config.default_group}
@@ -705,7 +713,7 @@ class Hub:
         self.store.update_conversation(conv.id, transfers=conv.rec.transfers)
         self.store.audit(session.principal, "reassign", target=conv.id, detail={"agent": f.agent})
         self._apply(effects, reasons={conv.id: "reassigned"})
-        _then(self.store.barrier(), lambda: session.send(p.Ok(ref="reassign", conv=conv.id)))
+        _ok_when_stored(session, self.store.barrier(), "reassign", conv.id)
 
     async def _on_agentset(self, session: Session, f: p.AgentSet) -> None:
         user = await self._load_user(f.agent)
@@ -1356,6 +1364,19 @@ def _msg_frame(rec: MessageRecord) -> p.Msg:
         conv=rec.conv_id, seq=rec.seq, kind=rec.kind, sender=rec.sender, text=rec.text, ts=rec.ts,  # type: ignore[arg-type]
         msg_id=rec.msg_id, sender_id=rec.sender_id, sender_name=rec.sender_name,
     )  # fmt: skip
+
+
+def _ok_when_stored(session: Session, fut: asyncio.Future[None], ref: str, conv: str) -> None:
+    """Answer ``ok`` once ``fut`` is stored, or ``store_failed`` if it could not be:
+    the client is never left waiting for an answer that will not come."""
+
+    def done(f: asyncio.Future[None]) -> None:
+        if f.cancelled() or f.exception() is not None:
+            session.error("store_failed", "not stored; try again", ref=ref, conv=conv)
+        else:
+            session.send(p.Ok(ref=ref, conv=conv))
+
+    fut.add_done_callback(done)
 
 
 def _then(fut: asyncio.Future[None], fn: Callable[[], None]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from server.net import HubServer
 
 from .helpers import Client, agent, customer, wait_until
@@ -490,3 +492,34 @@ async def test_a_resume_never_replays_a_message_before_it_is_durable(tmp_path) -
         assert back.texts().count("还没落盘的回复") == 1
     finally:
         await server.stop()
+
+
+async def test_an_action_the_hub_could_not_store_is_answered_and_can_be_tried_again(
+    hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rating (or close, transfer...) whose write fails gets store_failed, never silence,
+    and the customer can rate again: nothing half-done is kept in memory."""
+    c = await customer(hub.url, "王先生")
+    a = await online_agent(hub, "a1", "李娜")
+    await a.expect("synced", lambda f: f["conv"] == c.conv)
+    await a.send(type="close", conv=c.conv, wrapup="resolved")
+    await c.expect("rating_request")
+    store = hub.hub.store
+    real = store.update_conversation
+
+    def failing(conv_id: str, **fields: object) -> asyncio.Future[None]:
+        if "rating" not in fields:
+            return real(conv_id, **fields)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_exception(OSError("disk full"))
+        return fut
+
+    monkeypatch.setattr(store, "update_conversation", failing)
+    await c.send(type="rate", conv=c.conv, score="satisfied")
+    err = await c.expect("error")
+    assert (err["code"], err["ref"], err["conv"]) == ("store_failed", "rate", c.conv)
+    monkeypatch.setattr(store, "update_conversation", real)
+    await c.send(type="rate", conv=c.conv, score="satisfied")
+    await c.expect("ok", lambda f: f["ref"] == "rate")
+    rows = await store.query("SELECT rating FROM conversations WHERE id=?", (c.conv,))
+    assert rows[0][0] == "satisfied"
