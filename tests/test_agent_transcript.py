@@ -183,3 +183,30 @@ async def test_with_no_chat_the_desk_says_why_and_what_to_do(tmp_path: Path) -> 
         await app.feed(p.StatusEvent(status="online", max_chats=5, load=0))
         await pilot.pause()
         assert "在线" in t.empty_text and "ctrl+t" not in t.empty_text
+
+
+async def test_an_idle_desk_does_not_keep_asking_to_place_the_transcript(tmp_path: Path) -> None:
+    """With no chat shown (or one shown before it had a size), the place is asked for once,
+    not again on every refresh: that loop kept an idle desk at 100 % of a core."""
+    app = desk(tmp_path)
+    calls = 0
+    async with app.run_test(size=SIZE) as pilot:
+        t = app.query_one(Transcript)
+        real = t._place_pending
+
+        def counted() -> None:
+            nonlocal calls
+            calls += 1
+            real()
+
+        t._place_pending = counted  # type: ignore[method-assign]
+        for _ in range(5):
+            t.refresh()
+            await pilot.pause()
+        assert calls == 0 and t._pending is None  # nothing to place with no chat
+        await open_chats(app, 2, 50)
+        for _ in range(5):
+            t.refresh()
+            await pilot.pause()
+        assert calls <= 2 and t._pending is None
+        assert newest_line_shown(t)

@@ -180,6 +180,7 @@ class Transcript(ScrollView, can_focus=False):
         self.empty_text = tr("composer.none")  # what shows with no chat (the app says why)
         self._placing = False  # our own scroll, not the agent's
         self._unseen = 0  # lines that arrived below while not following
+        self._pending: tuple[ChatView, float | None] | None = None  # a place asked for before there was a size
 
     # -- which chat -------------------------------------------------------------------
 
@@ -203,12 +204,18 @@ class Transcript(ScrollView, can_focus=False):
         self._place(None if self.following else self.view.scroll_y)  # type: ignore[union-attr]
         self.refresh()
 
-    def _place(self, y: float | None) -> None:
+    def _place(self, y: float | None, again: bool = True) -> None:
         """Scroll to `y` (None: the newest line). Once the widget has its size,
         in this very frame: a switch must never show the chat at the wrong
-        place first. Before that, once the new size has been laid out."""
+        place first. Before that, once the new size has been laid out (after
+        the next refresh, or at the resize that gives it a size: never by
+        asking again each refresh, which kept an idle desk at 100 % CPU)."""
+        if self.view is None:
+            self._pending = None
+            return
         height = self.scrollable_content_region.height
-        if self.view is not None and height > 0:
+        if height > 0:
+            self._pending = None
             end = max(0, len(self.view.rows) - height)
             self._placing = True
             try:
@@ -217,11 +224,14 @@ class Transcript(ScrollView, can_focus=False):
             finally:
                 self._placing = False
         else:
-            self.call_after_refresh(self._place_later, self.view, y)
+            self._pending = (self.view, y)
+            if again:
+                self.call_after_refresh(self._place_pending)
 
-    def _place_later(self, view: ChatView | None, y: float | None) -> None:
-        if view is self.view and (y is not None or self.following):
-            self._place(y)
+    def _place_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] is self.view and (pending[1] is not None or self.following):
+            self._place(pending[1], again=False)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
@@ -261,7 +271,9 @@ class Transcript(ScrollView, can_focus=False):
             if self.view is not None:
                 self._wrap(self.view)
                 self._resize()
-        if self.following:  # taller or shorter: the newest line stays in view
+        if self._pending is not None:  # placed before it had a size
+            self._place_pending()
+        elif self.following:  # taller or shorter: the newest line stays in view
             self._place(None)
 
     @property
