@@ -408,12 +408,14 @@ class SidePanel(Vertical):
                       duration(st.row.eta_s) if st.row.eta_s is not None else "—")  # fmt: skip
         self.query_one("#side-queues", Static).update(q)
         text = Text(tr("side.alerts") + "\n", style="bold")
-        for a in list(model.alerts)[:12]:
+        latest = list(model.alerts)[:12]
+        names = {a.conv: a.customer or model.customer_name(a.conv) for a in reversed(latest) if a.conv}
+        labels = chat_labels(names, names.__getitem__)  # a short chat id where two share a name
+        for a in latest:
             text.append(clock_time(a.at) + " ", style="dim")
             text.append(tr(f"alert.{a.kind}"), style=ALERT_STYLES.get(a.kind, "bold"))
             text.append(f" {who(a.who)}")
-            name = (a.customer or model.customer_name(a.conv)) if a.conv else ""
-            text.append(f" · {name}\n" if name else "\n")
+            text.append(f" · {labels[a.conv]}\n" if a.conv else "\n")
         self.query_one("#side-alerts", Static).update(text)
 
 
