@@ -11,6 +11,7 @@
    times each switch from writing the key until the switched chat's newest
    line has come back on the screen's output. The desk's own CPU per switch
    comes from the desk process.
+   Before the switches, the desk's CPU while it sits idle with those chats.
 3. Loading those histories, the first showing of each chat, and the memory
    they take (headless, tracemalloc).
 4. Keystrokes to send a top-20 knowledge-base answer through the phrasebook:
@@ -201,6 +202,7 @@ async def switching_in_a_terminal(n: int, switches: int = 60, size: tuple[int, i
         "gc_pauses_ms": child["gc_pauses_ms"],
         "desk_cpu_per_switch_p50_ms": pct(cpu, 0.5),
         "desk_cpu_per_switch_p99_ms": pct(cpu, 0.99),
+        "desk_idle_cpu_pct": child["idle_cpu_pct"],
     }
 
 
@@ -226,6 +228,7 @@ async def terminal_child(n: int, report_fd: int) -> None:
             gc_pauses.append(round((time.perf_counter() - gc_started[0]) * 1000, 1))
 
     gc.callbacks.append(on_gc)
+    idle = [0.0]
 
     async def setup() -> None:
         while not desk.is_running or not desk.query("#composer"):  # noqa: ASYNC110 - no hook to await
@@ -234,6 +237,11 @@ async def terminal_child(n: int, report_fd: int) -> None:
         for slot in (2, 3, 4, 5, 1):  # each chat shown once: its first wrapping is not a switch
             desk.action_slot(slot)
             await asyncio.sleep(0.3)
+        # Sitting idle with five chats open (the clock and wait timers tick): what it costs.
+        await asyncio.sleep(1.0)
+        c0, w0 = time.process_time(), time.perf_counter()
+        await asyncio.sleep(3.0)
+        idle[0] = (time.process_time() - c0) / (time.perf_counter() - w0) * 100
         cpu_marks.clear()
         report.write(json.dumps({"active": desk.model.active}) + "\n")
 
@@ -243,7 +251,7 @@ async def terminal_child(n: int, report_fd: int) -> None:
     # CPU from one key to the next includes the idle ticks between them (the
     # clock, the wait timers): the cost of a switch is what rises above that.
     spans = [(b - a) * 1000 for a, b in itertools.pairwise(cpu_marks)]
-    report.write(json.dumps({"switch_cpu_ms": spans, "gc_pauses_ms": gc_pauses}) + "\n")
+    report.write(json.dumps({"switch_cpu_ms": spans, "gc_pauses_ms": gc_pauses, "idle_cpu_pct": idle[0]}) + "\n")
 
 
 async def keystrokes() -> dict[str, Any]:
@@ -310,7 +318,8 @@ async def main() -> None:
         print(f"switch in a {sw['terminal']} terminal (F-key written -> the chat's newest line back on the "
               f"screen): p50 {sw['switch_p50_ms']:.1f} ms, p99 {sw['switch_p99_ms']:.1f} ms, "
               f"max {sw['switch_max_ms']:.1f} ms; desk CPU per switch p50 "
-              f"{sw['desk_cpu_per_switch_p50_ms']:.1f} ms")  # fmt: skip
+              f"{sw['desk_cpu_per_switch_p50_ms']:.1f} ms; idle with five chats open: "
+              f"{sw['desk_idle_cpu_pct']:.1f} % of a core")  # fmt: skip
     keys = await keystrokes()
     results["keystrokes"] = keys
     print(f"top-20 KB answers via the phrasebook: {keys['covered']}/{keys['topics']} covered, "

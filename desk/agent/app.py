@@ -196,6 +196,11 @@ class AgentDesk(HubLinkMixin, App[None]):
         # objects) lives as long as the desk: out of the collector's sight, a
         # full collection no longer pauses a slot switch for ~40 ms.
         gc.freeze()
+        # Full collections then walk what came later (histories, caches): a few
+        # ms each, and they came every dozen switches. Ten times rarer: the
+        # cycles they would find (few: lines and rows hold no cycles) wait longer.
+        gen0, gen1, _ = gc.get_threshold()
+        gc.set_threshold(gen0, gen1, 100)
         if not self.connect:
             return
         self.open_link_or_login()
