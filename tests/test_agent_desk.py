@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+
+import pytest
 
 from desk.agent import AgentDesk, make_agent_desk
 from desk.agent.config import DeskConfig
@@ -36,6 +38,19 @@ async def until(pilot, pred: Callable[[], bool], what: str = "", timeout: float 
 async def ready(hub: HubServer, user: str = "a1") -> None:
     if user not in hub.hub.users:
         await hub.hub.add_user(user, "李娜", "pw", groups=["general"])
+
+
+@pytest.fixture
+async def phrase_hub(tmp_path: Path) -> AsyncIterator[HubServer]:
+    """A hub whose database holds the team phrasebook, agent a1 ready."""
+    cfg = hub_config(tmp_path)
+    await admin.import_phrases(cfg.db_path, team_library_path())
+    server = await build_hub(cfg).start()
+    try:
+        await ready(server)
+        yield server
+    finally:
+        await server.stop()
 
 
 async def online(pilot, app: AgentDesk) -> None:  # type: ignore[no-untyped-def]
@@ -142,48 +157,41 @@ async def test_the_wrong_chat_guard_stops_another_customers_name(hub: HubServer,
         await a.expect("msg", lambda f: f["text"] == "卡尾号6688已冻结")
 
 
-async def test_shortcodes_and_the_picker_insert_phrases_with_slots_filled(tmp_path: Path) -> None:
-    cfg = hub_config(tmp_path)
-    await admin.import_phrases(cfg.db_path, team_library_path())
-    server = await build_hub(cfg).start()
-    try:
-        await ready(server)
-        app = desk_for(server, tmp_path)
-        async with app.run_test(size=SIZE) as pilot:
-            await online(pilot, app)
-            c = await customer(server.url, "王先生")
-            await until(pilot, lambda: len(app.model.open_chats()) == 1 and len(app.index) > 100, "chat+phrases")
-            await pilot.press(*"/hi", "tab")
-            text = app.query_one(Composer).text
-            assert text.startswith("王先生您好") and "李娜" in text
-            await pilot.press("enter")
-            await c.expect("msg", lambda f: f["text"] == text)
-            # The picker finds by pinyin (naixin dengdai -> 耐心等待); the phrase has a
-            # fill-in slot, which is selected, blocks sending, and is replaced by typing.
-            await pilot.press("f7")
-            await until(pilot, lambda: isinstance(app.screen, PhrasePicker), "picker")
-            await pilot.press(*"naixin")
-            await until(pilot, lambda: app.screen.current() is not None, "a hit")  # type: ignore[attr-defined]
-            phrase = app.screen.current().phrase  # type: ignore[attr-defined]
-            assert "[[" in phrase.text, phrase.title
-            await pilot.press("enter")
-            await until(pilot, lambda: not isinstance(app.screen, PhrasePicker), "inserted")
-            draft = app.query_one(Composer).text
-            assert "[[" in draft and "{" not in draft
-            sent = app.sent_count
-            await pilot.press("enter")  # refused: the slot is not filled
-            await pilot.pause()
-            assert app.sent_count == sent and app.query_one(Composer).text == draft
-            await pilot.press(*"5分钟")  # typing replaces the selected slot
-            assert "[[" not in app.query_one(Composer).text and "5分钟" in app.query_one(Composer).text
-            await pilot.press("enter")
-            await until(pilot, lambda: app.sent_count == sent + 1, "sent")
-            await c.expect("msg", lambda f: "5分钟" in f["text"])
-            await server.hub.store.barrier()
-            uses = await server.hub.store.query("SELECT COUNT(*) FROM phrase_uses WHERE agent_id='a1'")
-            assert uses[0][0] >= 2
-    finally:
-        await server.stop()
+async def test_shortcodes_and_the_picker_insert_phrases_with_slots_filled(phrase_hub: HubServer, tmp_path: Path) -> None:
+    app = desk_for(phrase_hub, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await online(pilot, app)
+        c = await customer(phrase_hub.url, "王先生")
+        await until(pilot, lambda: len(app.model.open_chats()) == 1 and len(app.index) > 100, "chat+phrases")
+        await pilot.press(*"/hi", "tab")
+        text = app.query_one(Composer).text
+        assert text.startswith("王先生您好") and "李娜" in text
+        await pilot.press("enter")
+        await c.expect("msg", lambda f: f["text"] == text)
+        # The picker finds by pinyin (naixin dengdai -> 耐心等待); the phrase has a
+        # fill-in slot, which is selected, blocks sending, and is replaced by typing.
+        await pilot.press("f7")
+        await until(pilot, lambda: isinstance(app.screen, PhrasePicker), "picker")
+        await pilot.press(*"naixin")
+        await until(pilot, lambda: app.screen.current() is not None, "a hit")  # type: ignore[attr-defined]
+        phrase = app.screen.current().phrase  # type: ignore[attr-defined]
+        assert "[[" in phrase.text, phrase.title
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, PhrasePicker), "inserted")
+        draft = app.query_one(Composer).text
+        assert "[[" in draft and "{" not in draft
+        sent = app.sent_count
+        await pilot.press("enter")  # refused: the slot is not filled
+        await pilot.pause()
+        assert app.sent_count == sent and app.query_one(Composer).text == draft
+        await pilot.press(*"5分钟")  # typing replaces the selected slot
+        assert "[[" not in app.query_one(Composer).text and "5分钟" in app.query_one(Composer).text
+        await pilot.press("enter")
+        await until(pilot, lambda: app.sent_count == sent + 1, "sent")
+        await c.expect("msg", lambda f: "5分钟" in f["text"])
+        await phrase_hub.hub.store.barrier()
+        uses = await phrase_hub.hub.store.query("SELECT COUNT(*) FROM phrase_uses WHERE agent_id='a1'")
+        assert uses[0][0] >= 2
 
 
 async def test_transfer_then_close_and_the_customer_rates(hub: HubServer, tmp_path: Path) -> None:
@@ -387,31 +395,24 @@ async def test_quitting_with_chats_open_asks_first(tmp_path: Path) -> None:
         assert not app.is_running
 
 
-async def test_a_phrase_inserted_then_deleted_is_not_counted_as_used(tmp_path: Path) -> None:
+async def test_a_phrase_inserted_then_deleted_is_not_counted_as_used(phrase_hub: HubServer, tmp_path: Path) -> None:
     """Usage feeds the phrase rankings and the supervisors' figures: only phrases that leave count."""
-    cfg = hub_config(tmp_path)
-    await admin.import_phrases(cfg.db_path, team_library_path())
-    server = await build_hub(cfg).start()
-    try:
-        await ready(server)
-        app = desk_for(server, tmp_path)
-        async with app.run_test(size=SIZE) as pilot:
-            await online(pilot, app)
-            c = await customer(server.url, "王先生")
-            await until(pilot, lambda: len(app.model.open_chats()) == 1 and len(app.index) > 100, "chat+phrases")
-            await pilot.press(*"/hi", "tab")
-            assert app.query_one(Composer).text.startswith("王先生您好")
-            await pilot.press("escape")  # not this one after all
-            await pilot.press(*"请稍等", "enter")
-            await c.expect("msg", lambda f: f["text"] == "请稍等")
-            await pilot.press(*"/hi", "tab", "enter")  # this time it leaves
-            await c.expect("msg", lambda f: f["text"].startswith("王先生您好"))
-            await server.hub.store.barrier()
-            uses = await server.hub.store.query(
-                "SELECT COUNT(*) FROM phrase_uses WHERE agent_id='a1' AND phrase_id LIKE 'team:hi:%'")
-            assert uses[0][0] == 1
-    finally:
-        await server.stop()
+    app = desk_for(phrase_hub, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await online(pilot, app)
+        c = await customer(phrase_hub.url, "王先生")
+        await until(pilot, lambda: len(app.model.open_chats()) == 1 and len(app.index) > 100, "chat+phrases")
+        await pilot.press(*"/hi", "tab")
+        assert app.query_one(Composer).text.startswith("王先生您好")
+        await pilot.press("escape")  # not this one after all
+        await pilot.press(*"请稍等", "enter")
+        await c.expect("msg", lambda f: f["text"] == "请稍等")
+        await pilot.press(*"/hi", "tab", "enter")  # this time it leaves
+        await c.expect("msg", lambda f: f["text"].startswith("王先生您好"))
+        await phrase_hub.hub.store.barrier()
+        uses = await phrase_hub.hub.store.query(
+            "SELECT COUNT(*) FROM phrase_uses WHERE agent_id='a1' AND phrase_id LIKE 'team:hi:%'")
+        assert uses[0][0] == 1
 
 
 async def test_the_transfer_dialog_counts_only_other_agents_and_says_when_nobody_can_take_it(

@@ -144,12 +144,9 @@ async def test_the_second_waiting_customer_sees_place_two_and_no_agent_online(
     await first.close()
 
 
-async def test_resume_after_a_dropped_link_shows_every_message_once_in_order(
-    hub: HubServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Cut the socket; the agent writes meanwhile; nothing is lost, doubled or out of order."""
-    # Hold the hub's answer to the resume so "meanwhile" is certain: the
-    # client reconnects at once after a drop that follows a good connection.
+def hold_resumes(hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Hold the hub's answer to every resume until the event is set, so that
+    "meanwhile" is certain: the client reconnects at once after a drop."""
     gate = asyncio.Event()
     resume = hub.hub._resume_customer
 
@@ -158,6 +155,14 @@ async def test_resume_after_a_dropped_link_shows_every_message_once_in_order(
         await resume(session, f)  # type: ignore[arg-type]
 
     monkeypatch.setattr(hub.hub, "_resume_customer", held_resume)
+    return gate
+
+
+async def test_resume_after_a_dropped_link_shows_every_message_once_in_order(
+    hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut the socket; the agent writes meanwhile; nothing is lost, doubled or out of order."""
+    gate = hold_resumes(hub, monkeypatch)
     a = await online(hub)
     app = make_customer_app(hub.url, name="张阿姨", ui_lang="zh")
     async with app.run_test(size=(80, 24)) as pilot:
@@ -202,14 +207,7 @@ async def test_a_line_written_offline_into_a_chat_that_ended_meanwhile_says_not_
     hub: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The hub refuses it (invalid_state): the line reads "not sent (chat ended)", and it is not sent again."""
-    gate = asyncio.Event()
-    resume = hub.hub._resume_customer
-
-    async def held_resume(session: object, f: p.Hello) -> None:
-        await gate.wait()
-        await resume(session, f)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(hub.hub, "_resume_customer", held_resume)
+    gate = hold_resumes(hub, monkeypatch)
     a = await online(hub)
     app = make_customer_app(hub.url, name="张阿姨", ui_lang="zh")
     async with app.run_test(size=(80, 24)) as pilot:

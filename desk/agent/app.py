@@ -440,8 +440,11 @@ class AgentDesk(HubLinkMixin, App[None]):
         self.refresh_bars()
 
     def refresh_bars(self) -> None:
+        strips = self.query(SlotStrip)
+        if not strips:
+            return  # a timer outlived the desk: it is closing and its widgets are gone
         now = self.clock()
-        self.query_one(SlotStrip).show(self.model.slots, self.model.active, now, self.tr)
+        strips.first().show(self.model.slots, self.model.active, now, self.tr)
         load = len(self.model.by_conv)
         self.query_one(Watermark).show(self.model.agent_id or self.user, self.model.agent_name,
                                        self.session_id, self.status, load, self.load_cap[1],

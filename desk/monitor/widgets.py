@@ -50,6 +50,17 @@ QUEUE_COLUMNS = (
 )
 
 
+def cursor_key(table: DataTable[Text]) -> str | None:
+    """The key of the row under a table's cursor (None with no rows)."""
+    if not table.row_count:
+        return None
+    try:
+        key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+    except CellDoesNotExist:
+        return None
+    return key.value
+
+
 class QueuesTable(DataTable[Text]):
     def __init__(self, tr: Tr, **kw: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)  # type: ignore[arg-type]
@@ -100,13 +111,7 @@ class QueuesTable(DataTable[Text]):
                 self.update_cell(group, "longest", self.cells(model, group, now)[3])
 
     def current_group(self) -> str | None:
-        if not self.row_count:
-            return None
-        try:
-            key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        except CellDoesNotExist:
-            return None
-        return key.value
+        return cursor_key(self)
 
 
 class QueueCharts(Vertical):
@@ -235,13 +240,7 @@ class AlertsTable(DataTable[Text]):
             self.move_cursor(row=0, animate=False)
 
     def current(self) -> p.AlertRow | None:
-        if not self.row_count:
-            return None
-        try:
-            key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        except CellDoesNotExist:
-            return None
-        return self.by_key.get(key.value or "")
+        return self.by_key.get(cursor_key(self) or "")
 
 
 def audit_detail(detail: dict[str, object]) -> str:
@@ -346,13 +345,8 @@ class AuditTable(DataTable[Text]):
         return len(fresh)
 
     def current_id(self) -> int | None:
-        if not self.row_count:
-            return None
-        try:
-            key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        except CellDoesNotExist:
-            return None
-        return int(key.value or 0)
+        key = cursor_key(self)
+        return int(key) if key else None
 
     @property
     def oldest(self) -> int:
