@@ -441,3 +441,25 @@ async def test_the_transfer_dialog_counts_only_other_agents_and_says_when_nobody
         assert "在线 1" in text[("credit_card", None)]
         assert ("credit_card", None) in dialog.targets[:2]  # groups someone can take come first  # type: ignore[attr-defined]
         await pilot.press("escape")
+
+
+async def test_pop_ups_wait_while_a_dialog_is_open_and_show_when_it_closes(hub: HubServer, tmp_path: Path) -> None:
+    """A new chat arriving while the agent picks a wrap-up code does not draw over the
+    dialog: its pop-up (and bell) come when the dialog closes; the strip shows it at once."""
+    from desk.agent.screens import CloseDialog
+
+    await ready(hub)
+    app = desk_for(hub, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await online(pilot, app)
+        await customer(hub.url, "王先生")
+        await until(pilot, lambda: len(app.model.open_chats()) == 1, "first chat")
+        app.clear_notifications()
+        await pilot.press("f9")
+        await until(pilot, lambda: isinstance(app.screen, CloseDialog), "close dialog")
+        await customer(hub.url, "李女士")
+        await until(pilot, lambda: len(app.model.open_chats()) == 2, "second chat")
+        await pilot.pause(1.2)  # a tick passes with the dialog still open
+        assert not [n for n in app._notifications if "李女士" in str(n.message)]
+        await pilot.press("escape")
+        await until(pilot, lambda: any("李女士" in str(n.message) for n in app._notifications), "held pop-up", 5)

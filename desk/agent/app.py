@@ -21,6 +21,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Vertical
+from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
 from desk.client import FINAL_SEND_ERRORS, HubClient
@@ -59,6 +60,7 @@ from .widgets import Composer, SlotStrip, SlotTab, Transcript, Watermark
 
 TYPING_EVERY_S = 2.0
 WAIT_ALERT_EVERY_S = 30.0  # at most one "has waited" pop-up this often
+HELD_ALERTS = 3  # pop-ups kept while a dialog is open, shown when it closes
 AGENT_GRACE_S = 60  # the hub's default grace for an agent's chats (said when quitting)
 
 
@@ -173,6 +175,7 @@ class AgentDesk(HubLinkMixin, App[None]):
         self._bars_queued = False
         self.max_text = p.MAX_TEXT_CHARS  # the hub's limit (login_ok says it)
         self._wait_alerted = 0.0
+        self._held_alerts: list[tuple[str, str]] = []  # pop-ups that came while a dialog was open
 
     # -- layout -------------------------------------------------------------------
 
@@ -466,12 +469,25 @@ class AgentDesk(HubLinkMixin, App[None]):
             more = f" (+{len(shown) - 1})" if len(shown) > 1 else ""
             self.alert(self.tr("notify.wait", name=chat.name, slot=chat.slot, secs=int(chat.waiting_s(now))) + more,
                        bell=True, severity="warning")  # fmt: skip
+        self.show_held_alerts()
         self.refresh_bars()
 
     def alert(self, text: str, bell: bool = False, severity: str = "information") -> None:
-        self.notify(text, severity=severity, timeout=3)  # type: ignore[arg-type]
+        """A pop-up about the chats (new chat, new line, long wait). While a dialog
+        is open it waits until the dialog closes (the last few; the strip shows
+        the rest): drawn over a dialog it hid the choices the agent was reading."""
+        if isinstance(self.screen, ModalScreen):
+            self._held_alerts = [*self._held_alerts, (text, severity)][-HELD_ALERTS:]
+        else:
+            self.notify(text, severity=severity, timeout=3)  # type: ignore[arg-type]
         if bell and self.bell_on:
             self.bell()
+
+    def show_held_alerts(self) -> None:
+        if self._held_alerts and not isinstance(self.screen, ModalScreen):
+            held, self._held_alerts = self._held_alerts, []
+            for text, severity in held:
+                self.notify(text, severity=severity, timeout=3)  # type: ignore[arg-type]
 
     # -- switching ---------------------------------------------------------------------
 
