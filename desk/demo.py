@@ -89,7 +89,8 @@ def run(port: int = 8765, rate: float = 6.0, lang: str | None = None, simulate: 
         if simulate:
             # A gentle pace: the desk fills within a minute or two and stays busy.
             sim = _spawn(["simulate", "--url", url, "--pattern", "steady", "--rate", str(rate),
-                          "--speed", "1.0", "--duration", "0"], DEMO_DIR / "simulator.log")  # fmt: skip
+                          "--speed", "1.0", "--duration", "0", "--end-on-stop"],
+                         DEMO_DIR / "simulator.log")  # fmt: skip
         from desk.agent import make_agent_desk
         from desk.agent.config import DeskConfig
 

@@ -91,6 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", default=None, metavar="PATH", help="also write the summary as JSON"
     )
+    parser.add_argument("--end-on-stop", action="store_true",
+                        help="stopped mid-chat (Ctrl+C, SIGTERM), customers end their chats instead of "
+                             "leaving them open (the demo uses it)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress lines while running")
 
 
@@ -111,7 +114,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         pattern=args.pattern, rate=rate, peak=args.peak, duration=args.duration,
         max_customers=args.max_customers, speed=args.speed, seed=args.seed, load=args.load,
         msg_rate=args.msg_rate, grace=args.grace, scenarios=scenarios, agents=agents,
-        progress=None if args.quiet else _progress,
+        progress=None if args.quiet else _progress, end_on_stop=args.end_on_stop,
     )  # fmt: skip
 
 

@@ -296,6 +296,28 @@ async def test_a_stopped_run_reports_the_chats_it_left_open(tmp_path: Path) -> N
         await server.stop()
 
 
+async def test_a_run_stopped_with_end_on_stop_leaves_no_chat_open(tmp_path: Path) -> None:
+    """The demo's simulator: stopped mid-chat, its customers end their chats, so
+    the next demo on the same database does not start with their chats."""
+    server = await build_hub(hub_config(tmp_path)).start()
+    try:
+        patient = {**WAITER, "patience": 600}
+        config = SimConfig(rate=600.0, duration=30.0, max_customers=3, speed=1.0, end_on_stop=True,
+                           scenarios=parse_scenarios({"scenarios": [patient]}))  # fmt: skip
+        stop = asyncio.Event()
+        run = asyncio.create_task(simulate(server.url, config, stop=stop))
+        await wait_until(lambda: sum(c.rec.state == "queued" for c in server.hub.convs.values()) == 3,
+                         what="three customers waiting")  # fmt: skip
+        stop.set()
+        await asyncio.wait_for(run, 5.0)
+        await wait_until(lambda: not server.hub.convs, what="their chats closed")
+        await server.hub.store.barrier()
+        rows = await server.hub.store.query("SELECT state, close_reason FROM conversations")
+        assert sorted(map(tuple, rows)) == [("closed", "customer_ended")] * 3
+    finally:
+        await server.stop()
+
+
 async def test_an_unreachable_hub_is_reported_at_once() -> None:
     with pytest.raises(SimError, match="cannot reach the hub"):
         await simulate("ws://127.0.0.1:9/", SimConfig(duration=1.0, connect_timeout=1.0))
@@ -311,10 +333,11 @@ def test_the_command_line_options_become_a_config(monkeypatch: pytest.MonkeyPatc
     assert args.url == "ws://127.0.0.1:8765/" and args.pattern == "steady" and args.json is None
     cfg = config_from_args(parser.parse_args(
         ["--pattern", "surge", "--rate", "6", "--peak", "60", "--duration", "120", "--speed", "10",
-         "--seed", "9", "--max-customers", "50", "--agent", "a1:pw-1234"]))  # fmt: skip
+         "--seed", "9", "--max-customers", "50", "--agent", "a1:pw-1234", "--end-on-stop"]))  # fmt: skip
     assert (cfg.pattern, cfg.rate, cfg.peak, cfg.speed, cfg.seed, cfg.max_customers) == \
         ("surge", 6.0, 60.0, 10.0, 9, 50)  # fmt: skip
-    assert cfg.agents == [("a1", "pw-1234")] and isinstance(cfg.rate_curve(), Surge)
+    assert cfg.agents == [("a1", "pw-1234")] and isinstance(cfg.rate_curve(), Surge) and cfg.end_on_stop
+    assert not config_from_args(parser.parse_args([])).end_on_stop
     assert config_from_args(parser.parse_args(["--load"])).rate > 100  # load mode: many customers
     monkeypatch.delenv("DESK_PASSWORD", raising=False)
     with pytest.raises(SimError, match="USER:PASSWORD"):

@@ -109,8 +109,9 @@ class SimCustomer:
     """Runs one scenario against the hub; `rec` is filled in as it goes."""
 
     def __init__(self, url: str, scenario: Scenario, index: int, rng: random.Random,
-                 timing: Timing) -> None:  # fmt: skip
+                 timing: Timing, end_on_stop: bool = False) -> None:  # fmt: skip
         self.sc = scenario
+        self.end_on_stop = end_on_stop  # stopped mid-chat: end it (as closing the chat window does)
         self.rng = rng
         self.t = timing
         self.rec = ChatRecord(
@@ -154,6 +155,9 @@ class SimCustomer:
             while not self.inbox.empty():
                 self._observe(self.inbox.get_nowait())
             # Bounded: a customer that cannot say goodbye must not hold up the summary.
+            if self.end_on_stop and self.rec.conv and self.rec.state != "closed":
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.client.send(p.End(conv=self.rec.conv)), CLOSE_TIMEOUT)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.client.close(), CLOSE_TIMEOUT)
             runner.cancel()

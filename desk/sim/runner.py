@@ -43,6 +43,9 @@ class SimConfig:
     scenarios: Sequence[Scenario] | None = None  # default: desk/data/scenarios.yaml
     agents: Sequence[tuple[str, str]] = ()  # (user, password): scripted stand-in agents
     connect_timeout: float = 10.0
+    # Stopped (Ctrl+C, SIGTERM) mid-chat, customers end their chats rather than
+    # leave them open: the demo's next run starts with none left over.
+    end_on_stop: bool = False
     progress: Callable[[str], None] | None = None
     progress_every: float = 10.0
     timing: Timing = field(init=False)
@@ -157,7 +160,7 @@ async def _arrivals(url: str, config: SimConfig, scenarios: list[Scenario], cust
         # Each customer draws from its own generator: the same seed gives the
         # same people with the same scripts, whatever the network timing.
         rng = random.Random(f"{config.seed}:customer:{index}")
-        customer = SimCustomer(url, choose(scenarios, rng), index, rng, config.timing)
+        customer = SimCustomer(url, choose(scenarios, rng), index, rng, config.timing, config.end_on_stop)
         customers.append(customer)
         task = asyncio.create_task(customer.run(), name=f"sim-customer-{index}")
         tasks.add(task)
