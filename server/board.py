@@ -6,8 +6,8 @@ what changed and by the interval (default once a second), not by how many
 events happened, so watching 2,000 agents stays cheap for the hub.
 
 Customers' names go out once per chat and row: an agent row names only the
-chats it did not list in the last push (a full board names them all, and the
-push after one names them all again, for the supervisor who just joined).
+chats whose names the watching supervisors do not have yet (a full board
+names them all, to the supervisor who joins).
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ class BoardFeed:
         self.pushes = 0
         self._alerted: set[tuple[str, str, float]] = set()
         self._failed_logins: deque[float] = deque()
-        # agent -> the chats its last pushed row listed (their names went with it)
+        # agent -> the chats whose customers' names every watching supervisor has
+        # (from the full board it joined with, or from a row pushed since)
         self._listed: dict[str, frozenset[str]] = {}
-        self._name_all = False  # a full board went out: the next push names every chat again
+        self._stopped = False
 
     # -- marking ------------------------------------------------------------
 
@@ -113,17 +114,24 @@ class BoardFeed:
     def send_full(self, session: Session) -> None:
         hub = self.hub
         self.start_ticking()
-        self._name_all = True
+        rows = [self.agent_row(a) for a in sorted(hub.router.agents)]
+        if hub.supervisors <= {session}:
+            # Nobody else was watching, so no row went out since the last
+            # supervisor left: what this board names is all anyone knows.
+            self._listed = {r.id: frozenset(r.customers or ()) for r in rows}
+        # Else the rows pushed so far named every chat to those already
+        # watching, and this board names them all to the newcomer: the rows
+        # still to be pushed name what changed since, for both.
         session.send(p.Board(
             full=True,
-            agents=[self.agent_row(a) for a in sorted(hub.router.agents)],
+            agents=rows,
             queues=[self.queue_row(g, listed=True) for g in sorted(hub.router.groups())],
             totals=self.totals(),
             alerts=list(self.alerts),
         ))  # fmt: skip
 
     def _schedule(self) -> None:
-        if self._timer is not None:
+        if self._timer is not None or self._stopped:
             return
         loop = asyncio.get_running_loop()
         delay = max(0.0, self._last_push + self.hub.config.board_interval_s - time.monotonic())
@@ -139,10 +147,10 @@ class BoardFeed:
             if agent is None:
                 self._listed.pop(agent_id, None)
                 continue
-            known = frozenset() if self._name_all else self._listed.get(agent_id, frozenset())
-            agents.append(self.agent_row(agent_id, named=known))
-            self._listed[agent_id] = frozenset(agent.chats)
-        self._name_all = False
+            known = self._listed.get(agent_id, frozenset()) & agent.chats
+            row = self.agent_row(agent_id, named=known)
+            agents.append(row)
+            self._listed[agent_id] = known | frozenset(row.customers or ())
         queues = [self.queue_row(g, listed=True) for g in sorted(self.dirty_groups)]
         frame = p.encode(p.Board(full=False, agents=agents, queues=queues,
                                  totals=self.totals(), alerts=self.new_alerts))
@@ -154,6 +162,7 @@ class BoardFeed:
             session.push(frame)
 
     def stop(self) -> None:
+        self._stopped = True  # a write completing during the hub's stop must not arm a timer
         for handle in (self._timer, self._ticker):
             if handle is not None:
                 handle.cancel()

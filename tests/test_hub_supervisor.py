@@ -11,7 +11,7 @@ from server import report
 from server.net import HubServer, build_hub
 
 from .conftest import hub_config
-from .helpers import Client, agent, customer
+from .helpers import Client, agent, customer, wait_until
 
 
 async def online(hub: HubServer, user: str, max_chats: int = 5, groups: list[str] | None = None) -> Client:
@@ -103,6 +103,46 @@ async def test_the_board_names_each_chats_customer_once_and_alerts_name_theirs(t
         assert next(r for r in full["agents"] if r["id"] == "a1")["customers"] == {c1.conv: "王先生", c2.conv: "李女士"}
     finally:
         await server.stop()
+
+
+async def test_a_name_is_not_lost_when_a_chat_moves_while_nobody_watches(hub: HubServer) -> None:
+    """Rows are not pushed while no supervisor watches: a chat that left an agent then
+    and comes back later is named again, whatever rows were pushed in between."""
+    s = await supervisor(hub)
+    a1, a2 = await online(hub, "a1"), await online(hub, "a2")
+    await a1.send(type="set_status", status="away")  # the chat goes to a2
+    await a1.expect("status", lambda f: f["status"] == "away")
+    c = await customer(hub.url, "王先生")
+    await s.expect("board", lambda f: any(r["id"] == "a2" and r.get("customers") == {c.conv: "王先生"}
+                                          for r in f["agents"]))  # fmt: skip
+    await s.close()
+    await wait_until(lambda: not hub.hub.supervisors, what="the supervisor gone")
+    await a1.send(type="set_status", status="online")
+    await a1.expect("status", lambda f: f["status"] == "online")
+    await a2.send(type="transfer", conv=c.conv, agent="a1")
+    await a1.expect("assigned", lambda f: f["conv"] == c.conv)
+    s = await agent(hub.url, "sup")
+    full = await s.expect("board", lambda f: f["full"])
+    assert next(r for r in full["agents"] if r["id"] == "a1")["customers"] == {c.conv: "王先生"}
+    await a1.send(type="raise_hand", conv=c.conv, note="")  # a push with a1's row only
+    await s.expect("board", lambda f: not f["full"] and [r["id"] for r in f["agents"]] == ["a1"])
+    await s.send(type="reassign", conv=c.conv, agent="a2")
+    back = await s.expect("board", lambda f: any(r["id"] == "a2" and c.conv in r["chats"] for r in f["agents"]))
+    assert next(r for r in back["agents"] if r["id"] == "a2")["customers"] == {c.conv: "王先生"}
+
+
+async def test_a_raised_hand_about_a_chat_that_is_not_the_agents_names_no_customer(hub: HubServer) -> None:
+    s = await supervisor(hub)
+    a1, a2 = await online(hub, "a1"), await online(hub, "a2")
+    await a1.send(type="set_status", status="away")
+    await a1.expect("status", lambda f: f["status"] == "away")
+    c = await customer(hub.url, "王先生")  # a2's
+    await a2.expect("assigned", lambda f: f["conv"] == c.conv)
+    await a1.send(type="raise_hand", conv=c.conv, note="帮忙")
+    await a1.expect("ok", lambda f: f["ref"] == "raise_hand")
+    got = await s.expect("board", lambda f: any(x["kind"] == "raised_hand" for x in f["alerts"]))
+    hand = next(x for x in got["alerts"] if x["kind"] == "raised_hand")
+    assert hand["who"] == "a1" and "conv" not in hand and "customer" not in hand
 
 
 async def test_a_burst_of_failed_logins_raises_an_alert(hub: HubServer) -> None:
