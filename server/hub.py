@@ -433,7 +433,7 @@ class Hub:
             self.metrics.ratings[f.score] = self.metrics.ratings.get(f.score, 0) + 1
 
         fut.add_done_callback(counted)
-        _ok_when_stored(session, fut, "rate", f.conv)
+        _ok_when_stored(session, fut, "rate", f.conv, failed="not stored; rate again")
 
     # -- staff ------------------------------------------------------------
 
@@ -555,6 +555,11 @@ class Hub:
 
     async def _on_raisehand(self, session: Session, f: p.RaiseHand) -> None:
         agent_id = session.principal
+        agent = self.router.agents.get(agent_id)
+        if f.conv and (agent is None or f.conv not in agent.chats):
+            # About a chat that is not (or no longer) this agent's: the hand still
+            # goes up, but it names no chat, nor another agent's customer.
+            f = p.RaiseHand(on=f.on, conv=None, note=f.note)
         if f.on:
             self.hands[agent_id] = self.clock()
             self.board.alert("raised_hand", agent_id, conv=f.conv or "")
@@ -592,8 +597,8 @@ class Hub:
         conv.rec.transfers += 1
         conv.rec.handoff = {**conv.rec.handoff, "reason": "transfer", "transfer_note": note,
                             "transferred_from": self._name(agent_id)}
-        self.store.update_conversation(conv.id, transfers=conv.rec.transfers, handoff=conv.rec.handoff)
-        self.store.add_transfer(conv.id, agent_id, f.group or "", f.agent or "", note, now)
+        writes = [self.store.update_conversation(conv.id, transfers=conv.rec.transfers, handoff=conv.rec.handoff),
+                  self.store.add_transfer(conv.id, agent_id, f.group or "", f.agent or "", note, now)]
         self.store.audit(agent_id, "transfer", target=conv.id,
                          detail={"group": f.group or "", "agent": f.agent or ""})
         if note:
@@ -601,8 +606,9 @@ class Hub:
                          sender_name=self._name(agent_id), text=f"[转接备注] {note}")
         self._append(conv, kind="system", sender="system", text=_t(conv.rec.lang, "transfer", target=target))
         self._apply(effects, reasons={conv.id: "transferred"})
-        barrier = self.store.barrier()  # ok means durable: after the transfer and the moves it caused
-        _ok_when_stored(session, barrier, "transfer", conv.id)
+        # ok means the transfer is stored, and durable with the moves it caused
+        writes.append(self.store.barrier())
+        _ok_when_stored(session, asyncio.gather(*writes), "transfer", conv.id)
 
     async def _on_close(self, session: Session, f: p.Close) -> None:
         conv = self._agent_conv(session, f.conv, "close")
@@ -710,10 +716,10 @@ class Hub:
             return
         effects = self.router.transfer_to_agent(conv.id, f.agent, self.clock(), reason="reassigned")
         conv.rec.transfers += 1
-        self.store.update_conversation(conv.id, transfers=conv.rec.transfers)
+        moved = self.store.update_conversation(conv.id, transfers=conv.rec.transfers)
         self.store.audit(session.principal, "reassign", target=conv.id, detail={"agent": f.agent})
         self._apply(effects, reasons={conv.id: "reassigned"})
-        _ok_when_stored(session, self.store.barrier(), "reassign", conv.id)
+        _ok_when_stored(session, asyncio.gather(moved, self.store.barrier()), "reassign", conv.id)
 
     async def _on_agentset(self, session: Session, f: p.AgentSet) -> None:
         user = await self._load_user(f.agent)
@@ -1366,13 +1372,15 @@ def _msg_frame(rec: MessageRecord) -> p.Msg:
     )  # fmt: skip
 
 
-def _ok_when_stored(session: Session, fut: asyncio.Future[None], ref: str, conv: str) -> None:
-    """Answer ``ok`` once ``fut`` is stored, or ``store_failed`` if it could not be:
-    the client is never left waiting for an answer that will not come."""
+def _ok_when_stored(session: Session, fut: asyncio.Future[Any], ref: str, conv: str,
+                    failed: str = "done, but not stored: the hub's storage is failing (see its log)") -> None:
+    """Answer ``ok`` once ``fut`` is stored, or ``store_failed`` (``failed`` says
+    what that means for this action) if it could not be: the client is never
+    left waiting for an answer that will not come."""
 
-    def done(f: asyncio.Future[None]) -> None:
+    def done(f: asyncio.Future[Any]) -> None:
         if f.cancelled() or f.exception() is not None:
-            session.error("store_failed", "not stored; try again", ref=ref, conv=conv)
+            session.error("store_failed", failed, ref=ref, conv=conv)
         else:
             session.send(p.Ok(ref=ref, conv=conv))
 
