@@ -327,6 +327,25 @@ async def test_the_audit_log_pages_back_and_filters_by_action(hub: HubServer, tm
         assert {table.get_row_at(i)[3].plain for i in range(13)} == {"login_failed"}
 
 
+async def test_the_audit_tab_shows_new_entries_by_itself_even_after_a_lost_answer(
+    hub: HubServer, tmp_path: Path
+) -> None:
+    """New entries appear on top while the tab is shown; a request whose answer never
+    came (a frame the hub refused) is given up, so the refresh does not stop for good."""
+    app = await monitor_for(hub, tmp_path)
+    app.config.audit_every_s = 0.2
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.conn == "online", "online")
+        await pilot.press("f5")
+        table = app.query_one(AuditTable)
+        await until(pilot, lambda: table.row_count > 0, "the newest page")
+        app.audit_asked.append(("newer", app.clock() - 60))  # its answer was lost
+        hub.hub.store.audit("a9", "login_failed", target="late")
+        await until(pilot, lambda: any(e.target == "late" for e in table.entries.values()), "the new entry", 8)
+        assert table.get_row_at(0)[3].plain == "login_failed"  # on top
+        assert not any(t < app.clock() - 30 for _, t in app.audit_asked)
+
+
 async def test_a_team_phrase_published_from_the_monitor_reaches_agents(hub: HubServer, tmp_path: Path) -> None:
     app = await monitor_for(hub, tmp_path)
     async with app.run_test(size=SIZE) as pilot:

@@ -159,3 +159,29 @@ async def test_ctrl_o_sorts_agents_by_longest_wait_and_the_cursor_stays_on_its_a
         await pilot.press("ctrl+o")  # back to ids
         assert table.order == sorted(table.order)
         assert "sorted by id" in str(app.query_one("#agents-summary").render())
+
+
+async def test_the_alerts_table_keeps_the_newest_rows_and_forgets_the_chats_of_the_rest() -> None:
+    """A monitor runs all day: the table keeps ALERT_ROWS alerts; names of chats no kept
+    alert is about are dropped with them, and two customers with one name stay told apart."""
+    from textual.app import App, ComposeResult
+
+    from desk.i18n import Tr
+    from desk.monitor.text import TEXT
+    from desk.monitor.widgets import ALERT_ROWS, AlertsTable
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield AlertsTable(Tr(TEXT, "zh"))
+
+    async with Host().run_test() as pilot:
+        table = pilot.app.query_one(AlertsTable)
+        table.add([p.AlertRow(kind="unanswered", who="a1", conv=f"c-old-{i}", customer=f"客户{i}", at=T0 + i)
+                   for i in range(ALERT_ROWS)], str, lambda _: "")  # fmt: skip
+        table.add([p.AlertRow(kind="unanswered", who="a2", conv="c-x-1", customer="张伟", at=T0 + 1000),
+                   p.AlertRow(kind="unanswered", who="a2", conv="c-x-2", customer="张伟", at=T0 + 1001)],
+                  str, lambda _: "")  # fmt: skip
+        assert table.row_count == ALERT_ROWS == len(table.by_key)
+        assert "c-old-0" not in table.names and "c-old-1" not in table.keys_of and "c-old-2" in table.names
+        assert table.labels["c-x-1"] != table.labels["c-x-2"] and table.labels["c-x-1"].startswith("张伟")
+        assert table.current() is not None and table.current().conv == "c-x-2"  # newest on top

@@ -63,6 +63,7 @@ from .widgets import (
 
 TABS = ("agents", "queues", "today", "alerts", "audit", "watch")
 AUDIT_PAGE = 100
+AUDIT_ANSWER_S = 10.0  # an audit request unanswered this long is given up (the next one goes out)
 TOP_N = 10
 RESORT_EVERY_S = 5.0
 
@@ -193,7 +194,7 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
         self.asked: dict[str, str] = {}
         # what each audit_get in flight asks for, oldest first (the hub answers in order):
         # "newest" (replace what is shown), "older" (the page before), "newer" (entries since)
-        self.audit_asked: deque[str] = deque()
+        self.audit_asked: deque[tuple[str, float]] = deque()  # (what, when asked)
         self.audit_action = ""
         self.audit_done = False
         self.audit_at = 0.0  # when the newest entries were last asked for
@@ -370,7 +371,7 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
     def frame_auditrows(self, f: p.AuditRows) -> None:
         table = self.query_one(AuditTable)
         rows = list(f.rows)
-        asked = self.audit_asked.popleft() if self.audit_asked else "newest"
+        asked = self.audit_asked.popleft()[0] if self.audit_asked else "newest"
         full = len(rows) >= AUDIT_PAGE
         if asked == "newer" and table.ids and not (full and rows[-1].id > table.newest):
             table.add_newer(rows)
@@ -466,6 +467,8 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
             self.watch_gone(f.conv)  # closed (or never existed): nothing to watch
         if f.ref in self.whispers:
             self.drop_whisper(f.ref)
+        if f.ref == "audit_get" and self.audit_asked:
+            self.audit_asked.popleft()  # refused: no rows are coming for it
         if f.code == "agent_unavailable":
             text = tr("notify.agent_unavailable", agent=self.who(self.asked.get("reassign", "")))
         elif f.code == "not_waiting":
@@ -545,6 +548,8 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
             table.resort(self.model, now)
         if self.conn == "online" and now - self.figures_at >= self.config.figures_every_s:
             self.run_worker(self.request_figures(), exit_on_error=False)
+        while self.audit_asked and now - self.audit_asked[0][1] > AUDIT_ANSWER_S:
+            self.audit_asked.popleft()  # no answer came (lost with a refused frame): ask again
         if (self.conn == "online" and self.query_one(TabbedContent).active == "audit"
                 and now - self.audit_at >= self.config.audit_every_s):  # fmt: skip
             self.run_worker(self.request_audit("newer"), exit_on_error=False)
@@ -825,7 +830,7 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
             self.audit_at = self.clock()
         before = table.oldest if what == "older" else 0
         # Noted first: the answer may come before send() returns.
-        self.audit_asked.append(what)
+        self.audit_asked.append((what, self.clock()))
         if not await self.send(p.AuditGet(limit=AUDIT_PAGE, before_id=before, action=self.audit_action)):
             self.audit_asked.pop()
 

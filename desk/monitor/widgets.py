@@ -197,6 +197,9 @@ class RankList(Static):
         self.update(Group(*parts))
 
 
+ALERT_ROWS = 500  # alerts the table keeps, newest first
+
+
 class AlertsTable(DataTable[Text]):
     """Every alert since the monitor started, newest first. A chat is shown
     by its customer's name (with a short chat id where two share a name)."""
@@ -208,6 +211,7 @@ class AlertsTable(DataTable[Text]):
         self.names: dict[str, str] = {}  # conv -> its customer's name
         self.keys_of: dict[str, list[str]] = {}  # conv -> the rows about it
         self.labels: dict[str, str] = {}  # conv -> what its rows show now
+        self._added = 0  # row keys are never reused
 
     def on_mount(self) -> None:
         tr = self.tr
@@ -229,15 +233,31 @@ class AlertsTable(DataTable[Text]):
                     self.update_cell(key, "conv", Text(label))
         self.labels = labels
         for a in new:
-            key = f"{len(self.by_key)}"
+            key = f"{self._added}"
+            self._added += 1
             self.by_key[key] = a
             if a.conv:
                 self.keys_of.setdefault(a.conv, []).append(key)
             kind = Text(self.tr(f"alert.{a.kind}"), style=ALERT_STYLES.get(a.kind, "bold"))
             self.add_row(Text(clock_time(a.at)), kind, Text(who(a.who)), Text(labels.get(a.conv, "")), key=key)
+        self._forget_oldest()
         if new:
             self.sort("at", key=lambda cell: cell.plain, reverse=True)
             self.move_cursor(row=0, animate=False)
+
+    def _forget_oldest(self) -> None:
+        """Keep the newest ALERT_ROWS rows (a monitor runs all day)."""
+        while len(self.by_key) > ALERT_ROWS:
+            key = next(iter(self.by_key))  # the oldest added
+            conv = self.by_key.pop(key).conv
+            self.remove_row(key)
+            keys = self.keys_of.get(conv)
+            if keys is not None:
+                keys.remove(key)
+                if not keys:
+                    del self.keys_of[conv]
+                    self.names.pop(conv, None)
+                    self.labels.pop(conv, None)
 
     def current(self) -> p.AlertRow | None:
         return self.by_key.get(cursor_key(self) or "")
