@@ -445,7 +445,8 @@ async def test_the_transfer_dialog_counts_only_other_agents_and_says_when_nobody
 
 async def test_pop_ups_wait_while_a_dialog_is_open_and_show_when_it_closes(hub: HubServer, tmp_path: Path) -> None:
     """A new chat arriving while the agent picks a wrap-up code does not draw over the
-    dialog: its pop-up (and bell) come when the dialog closes; the strip shows it at once."""
+    dialog: its pop-up comes when the dialog closes (the bell rings at once, and the
+    strip shows the chat at once)."""
     from desk.agent.screens import CloseDialog
 
     await ready(hub)
