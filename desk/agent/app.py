@@ -18,6 +18,7 @@ from typing import Any
 
 from textual import on
 from textual.app import App, ComposeResult
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Vertical
@@ -482,6 +483,12 @@ class AgentDesk(HubLinkMixin, App[None]):
             self.notify(text, severity=severity, timeout=3)  # type: ignore[arg-type]
         if bell and self.bell_on:
             self.bell()
+
+    def pop_screen(self) -> AwaitComplete:
+        done = super().pop_screen()
+        if self._held_alerts:  # a dialog closed: what came meanwhile, now (not at the next tick)
+            self.call_after_refresh(self.show_held_alerts)
+        return done
 
     def show_held_alerts(self) -> None:
         if self._held_alerts and not isinstance(self.screen, ModalScreen):
