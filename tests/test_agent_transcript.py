@@ -210,3 +210,12 @@ async def test_an_idle_desk_does_not_keep_asking_to_place_the_transcript(tmp_pat
             await pilot.pause()
         assert calls <= 2 and t._pending is None
         assert newest_line_shown(t)
+
+
+async def test_the_desk_makes_full_collections_rarer_only_while_it_runs(tmp_path: Path) -> None:
+    """The collector belongs to the process: the desk's setting is undone at exit."""
+    before = gc.get_threshold()
+    app = desk(tmp_path)
+    async with app.run_test(size=SIZE):
+        assert gc.get_threshold()[2] == 100
+    assert gc.get_threshold() == before

@@ -203,11 +203,17 @@ class AgentDesk(HubLinkMixin, App[None]):
         # Full collections then walk what came later (histories, caches): a few
         # ms each, and they came every dozen switches. Ten times rarer: the
         # cycles they would find (few: lines and rows hold no cycles) wait longer.
-        gen0, gen1, _ = gc.get_threshold()
+        self._gc_threshold = gc.get_threshold()
+        gen0, gen1, _ = self._gc_threshold
         gc.set_threshold(gen0, gen1, 100)
         if not self.connect:
             return
         self.open_link_or_login()
+
+    def on_unmount(self) -> None:
+        # The collector is the process's, not the desk's: as it was (whoever
+        # embeds the desk, the tests among them). Frozen objects stay frozen.
+        gc.set_threshold(*self._gc_threshold)
 
     async def send(self, frame: p.Frame) -> bool:
         return self.client is not None and await self.client.send(frame)
