@@ -815,16 +815,11 @@ class Hub:
             if conv is None:
                 return
             conv.customer_last_at = self.clock()
-            target = self.agent_sessions.get(conv.rec.agent_id or "")
-            frame = p.TypingEvent(conv=conv.id, who="customer", on=f.on)
+            self._to_agent(conv, p.TypingEvent(conv=conv.id, who="customer", on=f.on))
         else:
             conv = self._agent_conv(session, f.conv, "typing")
-            if conv is None:
-                return
-            target = conv.customer
-            frame = p.TypingEvent(conv=conv.id, who="agent", on=f.on, name=session.name)
-        if target is not None and conv.id in target.visible:
-            target.send(frame)
+            if conv is not None:
+                self._to_customer(conv, p.TypingEvent(conv=conv.id, who="agent", on=f.on, name=session.name))
 
     # ------------------------------------------------------------------
     # messages

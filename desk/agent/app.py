@@ -220,8 +220,7 @@ class AgentDesk(HubLinkMixin, App[None]):
 
     def on_link_status(self, message: LinkStatus) -> None:
         self.conn = message.status
-        if self.model.current is None:
-            self.show_current()
+        self.refresh_idle_hint()
         self.refresh_bars()
 
     async def on_hub_frame(self, message: HubFrame) -> None:
@@ -242,8 +241,7 @@ class AgentDesk(HubLinkMixin, App[None]):
         self.session_id = f.session or self.session_id
         self.status, self.load_cap = f.status, (0, f.max_chats)
         self.max_text = f.max_text
-        if self.model.current is None:
-            self.show_current()
+        self.refresh_idle_hint()
         self.index = PhraseIndex(self.index.phrases(), agent_id=f.user)
         self.config.save_token_for(f.user, f.token)
         self.password = ""  # the token does from now on
@@ -255,9 +253,13 @@ class AgentDesk(HubLinkMixin, App[None]):
 
     def frame_statusevent(self, f: p.StatusEvent) -> None:
         self.status, self.load_cap = f.status, (f.load, f.max_chats)
-        if self.model.current is None:
-            self.show_current()  # the empty transcript says what the status means
+        self.refresh_idle_hint()
         self.queue_bars()
+
+    def refresh_idle_hint(self) -> None:
+        """With no chat shown, the empty transcript says why (link, status): redraw it."""
+        if self.model.current is None:
+            self.show_current()
 
     def idle_hint(self) -> str:
         """With no chat open: why, and what to do about it."""
@@ -476,7 +478,6 @@ class AgentDesk(HubLinkMixin, App[None]):
             more = f" (+{len(shown) - 1})" if len(shown) > 1 else ""
             self.alert(self.tr("notify.wait", name=chat.name, slot=chat.slot, secs=int(chat.waiting_s(now))) + more,
                        bell=True, severity="warning")  # fmt: skip
-        self.show_held_alerts()
         self.refresh_bars()
 
     def alert(self, text: str, bell: bool = False, severity: str = "information") -> None:
