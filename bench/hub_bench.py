@@ -4,9 +4,13 @@
 
 Phases (each starts fresh server processes; this process is the load):
 1. throughput: the same pairs and payloads through the relay and through the
-   hub (durable acks, synchronous=FULL); messages/s delivered, latencies.
-2. latency at the same offered load (a fixed rate both can carry): p50/p99;
-   and a bare fdatasync loop at that rate: the floor under a durable ack.
+   hub (durable acks, synchronous=FULL; a hub sender keeps at most `window`
+   messages unacked, a relay sender `window` undelivered); messages/s
+   delivered, delivery latencies, and the hub's ack latencies.
+2. latency at the same offered load (a fixed rate both can carry): delivery
+   p50/p99 (sender to the other side; the hub shows a message once written),
+   the hub's ack p50/p99 (sender to its durable ack); and a bare fdatasync
+   loop at that rate: the floor under a durable ack.
 3. dispatch: an agent closes a chat; time until the next waiting chat is
    offered to it (client-measured, includes the group commit), p50/p99.
 4. memory: RSS per idle customer connection at N connected customers
@@ -79,24 +83,46 @@ def hub_args(db: Path, sync: str = "full") -> list[str]:
 
 
 class Pairs:
-    """Senders and receivers, with per-message send times and latencies."""
+    """Senders and receivers, with per-message send times and latencies.
 
-    def __init__(self) -> None:
+    A sender's window (closed loop) opens again when its message is delivered
+    (the relay, which has no acks) or acked (the hub: a client keeps at most
+    `window` messages unacked, and an ack means durable)."""
+
+    def __init__(self, gate: str = "delivery") -> None:
+        self.gate = gate
         self.sent_at: dict[str, float] = {}
+        self.ack_sent_at: dict[str, float] = {}
         self.latencies: list[float] = []
+        self.ack_latencies: list[float] = []
         self.delivered = 0
+        self.acked = 0
         self.window: dict[int, asyncio.Semaphore] = {}
         self.recording = False
+
+    def sent(self, msg_id: str) -> None:
+        self.sent_at[msg_id] = time.perf_counter()
+        if self.gate == "ack":
+            self.ack_sent_at[msg_id] = self.sent_at[msg_id]
 
     def on_delivery(self, msg_id: str) -> None:
         t0 = self.sent_at.pop(msg_id, None)
         if t0 is None:
             return
-        sender = int(msg_id.split("-", 2)[1])
-        self.window[sender].release()
+        if self.gate == "delivery":
+            self.window[int(msg_id.split("-", 2)[1])].release()
         if self.recording:
             self.delivered += 1
             self.latencies.append(time.perf_counter() - t0)
+
+    def on_ack(self, msg_id: str) -> None:
+        t0 = self.ack_sent_at.pop(msg_id, None)
+        if t0 is None:
+            return
+        self.window[int(msg_id.split("-", 2)[1])].release()
+        if self.recording:
+            self.acked += 1
+            self.ack_latencies.append(time.perf_counter() - t0)
 
 
 async def reader(ws: ClientConnection, pairs: Pairs, want: str) -> None:
@@ -114,6 +140,15 @@ async def drain(ws: ClientConnection) -> None:
             pass
 
 
+async def acks(ws: ClientConnection, pairs: Pairs) -> None:
+    """A hub customer: its acks."""
+    with contextlib.suppress(Exception):
+        async for raw in ws:
+            frame = json.loads(raw)
+            if frame.get("type") == "ack":
+                pairs.on_ack(frame["msg_id"])
+
+
 async def sender(ws: ClientConnection, conv: str, index: int, pairs: Pairs, window: int,
                  rate: float | None, stop: asyncio.Event) -> None:  # fmt: skip
     pairs.window[index] = asyncio.Semaphore(window)
@@ -127,7 +162,7 @@ async def sender(ws: ClientConnection, conv: str, index: int, pairs: Pairs, wind
                 await asyncio.sleep(delay)
         await pairs.window[index].acquire()
         msg_id = f"m-{index}-{next(counter)}"
-        pairs.sent_at[msg_id] = time.perf_counter()
+        pairs.sent(msg_id)
         await ws.send(json.dumps({"type": "send", "conv": conv, "msg_id": msg_id, "text": PAYLOAD},
                                  ensure_ascii=False))
 
@@ -148,7 +183,7 @@ async def paced(senders: list[tuple[ClientConnection, str]], pairs: Pairs, rate:
         i = n % len(senders)
         ws, conv = senders[i]
         msg_id = f"m-{i}-{n}"
-        pairs.sent_at[msg_id] = time.perf_counter()
+        pairs.sent(msg_id)
         await ws.send(json.dumps({"type": "send", "conv": conv, "msg_id": msg_id, "text": PAYLOAD},
                                  ensure_ascii=False))
 
@@ -185,12 +220,16 @@ async def run_load(senders: list[tuple[ClientConnection, str]], pairs: Pairs, se
         for _ in range(max(window, 1)):
             s.release()
     await asyncio.gather(*tasks, return_exceptions=True)
-    lat = pairs.latencies
+    lat, ack = pairs.latencies, pairs.ack_latencies
     return {
         "msgs_per_s": pairs.delivered / elapsed,
         "p50_ms": pct(lat, 0.50) * 1000,
         "p99_ms": pct(lat, 0.99) * 1000,
         "delivered": pairs.delivered,
+        # the hub: the sender's ack (durable), from the same send
+        "acks_per_s": pairs.acked / elapsed,
+        "ack_p50_ms": pct(ack, 0.50) * 1000,
+        "ack_p99_ms": pct(ack, 0.99) * 1000,
         # share of one core over the measured seconds: is the server or the load the limit?
         "server_cpu": (cpu2[0] - cpu1[0]) / elapsed,
         "load_cpu": (cpu2[1] - cpu1[1]) / elapsed,
@@ -225,7 +264,7 @@ async def hub_phase(db: Path, n: int, seconds: float, window: int, rate: float |
                     sync: str = "full") -> dict[str, float]:  # fmt: skip
     agents = (n + 4) // 5
     async with process(*hub_args(db, sync)) as (proc, url):
-        pairs = Pairs()
+        pairs = Pairs(gate="ack")
         agent_ws = []
         for i in range(agents):
             ws = await connect(url)
@@ -247,7 +286,7 @@ async def hub_phase(db: Path, n: int, seconds: float, window: int, rate: float |
                 if f["type"] == "state" and f["state"] == "assigned":
                     break
             customers.append((ws, conv))
-        drains = [asyncio.create_task(drain(ws)) for ws, _ in customers]
+        drains = [asyncio.create_task(acks(ws, pairs)) for ws, _ in customers]
         result = await run_load(customers, pairs, seconds, window, rate, proc.pid)
         for ws, _ in customers:
             await ws.close()
@@ -370,6 +409,8 @@ async def main() -> None:
     for name, r in (("relay", relay), ("hub", hub)):
         print(f"  {name:5s} {r['msgs_per_s']:8.0f} msg/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms"
               f"  (cpu: server {r['server_cpu']:.0%}, load {r['load_cpu']:.0%} of a core)")
+    print(f"  hub acks (durable): {hub['acks_per_s']:.0f}/s  p50 {hub['ack_p50_ms']:.2f} ms"
+          f"  p99 {hub['ack_p99_ms']:.2f} ms (each sender keeps at most {window} unacked)")
     print(f"  hub/relay throughput {results['throughput']['ratio']:.2f}")
 
     # Latency at the same offered load, for several loads: 500 msg/s is about the
@@ -382,9 +423,9 @@ async def main() -> None:
     reps = 1 if args.quick else 3
     lat_seconds = 3.0 if args.quick else 5.0
     results["latency"] = []
-    print(f"latency at the same offered load (open loop, median of {reps} runs of {lat_seconds:g}s):"
-          " relay vs hub with FULL (acked after the WAL's fdatasync) and NORMAL (after the write:"
-          " durable against a crash of the hub, not a power cut)")
+    print(f"delivery latency at the same offered load (open loop, median of {reps} runs of {lat_seconds:g}s):"
+          " relay vs hub with FULL (shown once written, acked after the WAL's fdatasync) and NORMAL"
+          " (acked after the write: durable against a crash of the hub, not a power cut)")
     for i, offered in enumerate(loads):
         runs: dict[str, list[dict[str, float]]] = {"relay": [], "hub_full": [], "hub_normal": []}
         for rep in range(reps):
@@ -408,6 +449,8 @@ async def main() -> None:
               f"hub FULL p50 {f['p50_ms']:.2f} p99 {f['p99_ms']:.2f} ms (x{point['p99_ratio_full']:.2f}) | "
               f"NORMAL p50 {n['p50_ms']:.2f} p99 {n['p99_ms']:.2f} ms (x{point['p99_ratio_normal']:.2f})"
               f"  [hub cpu {f['server_cpu']:.0%} / {n['server_cpu']:.0%}]", flush=True)
+        print(f"         the sender's ack: FULL p50 {f['ack_p50_ms']:.2f} p99 {f['ack_p99_ms']:.2f} ms | "
+              f"NORMAL p50 {n['ack_p50_ms']:.2f} p99 {n['ack_p99_ms']:.2f} ms", flush=True)
         d = point["fdatasync"]
         print(f"         the disk alone at that rate: fdatasync p50 {d['p50_ms']:.2f} p99 {d['p99_ms']:.2f} ms"
               f" (x{point['fdatasync_p99_over_relay_p99']:.2f} the relay's p99)", flush=True)

@@ -5,8 +5,9 @@ their own message loop.
 It reconnects by itself (``async for ws in connect(...)``, which backs off),
 then logs in again or resumes with the token and its cursors, and resends
 every message that was not acked, with the same ``msg_id`` so the hub stores
-each once. Cursors (the last ``seq`` held per conversation) advance from
-``msg`` and ``synced`` frames.
+each once. Cursors (the last ``seq`` held per conversation, with the
+``epoch`` of that message) advance from ``msg``, ``ack`` and ``synced``
+frames; after a ``resync`` the conversation starts again from nothing.
 
 A message the hub refuses for good (an ``error`` whose ``ref`` is its
 ``msg_id`` and whose code is in ``FINAL_SEND_ERRORS``: the chat has ended, it
@@ -68,6 +69,9 @@ class ClientState:
     token: str = ""
     conv: str = ""  # a customer's conversation
     cursors: dict[str, int] = field(default_factory=dict)
+    # The run of the hub that numbered the message at each cursor: a cursor
+    # is (seq, epoch), so a message a crash took back is never resumed past.
+    epochs: dict[str, int] = field(default_factory=dict)
     syncing: set[str] = field(default_factory=set)
     last_error: str = ""
     reconnects: int = 0
@@ -182,11 +186,13 @@ class HubClient:
             if st.token:
                 return p.Hello(name=self.hello.name, channel=self.hello.channel, flags=self.hello.flags,
                                lang=self.hello.lang, resume_token=st.token,
-                               last_seq=st.cursors.get(st.conv, 0))  # fmt: skip
+                               last_seq=st.cursors.get(st.conv, 0),
+                               last_epoch=st.epochs.get(st.conv, 0))  # fmt: skip
             return self.hello
         assert self.login is not None
         if st.token:
-            return p.Login(user=self.login.user, token=st.token, cursors=dict(st.cursors))
+            return p.Login(user=self.login.user, token=st.token, cursors=dict(st.cursors),
+                           epochs={c: st.epochs.get(c, 0) for c in st.cursors})  # fmt: skip
         return self.login
 
     async def _track(self, ws: ClientConnection, frame: Any) -> None:
@@ -205,24 +211,26 @@ class HubClient:
             await self._online(ws)
         elif isinstance(frame, p.Msg):
             if frame.seq > st.cursors.get(frame.conv, 0):
-                st.cursors[frame.conv] = frame.seq
+                st.cursors[frame.conv], st.epochs[frame.conv] = frame.seq, frame.epoch
         elif isinstance(frame, p.Ack):
             self.pending.pop(frame.msg_id, None)
             self._refusals = 0
             if frame.seq > st.cursors.get(frame.conv, 0):
-                st.cursors[frame.conv] = frame.seq
+                st.cursors[frame.conv], st.epochs[frame.conv] = frame.seq, frame.epoch
         elif isinstance(frame, p.Assigned):
             st.syncing.add(frame.conv)
             st.cursors.setdefault(frame.conv, 0)
         elif isinstance(frame, p.Resync):
-            st.cursors[frame.conv] = 0
+            st.cursors[frame.conv], st.epochs[frame.conv] = 0, 0
         elif isinstance(frame, p.Synced):
-            st.cursors[frame.conv] = max(st.cursors.get(frame.conv, 0), frame.last_seq)
+            if frame.last_seq >= st.cursors.get(frame.conv, 0):
+                st.cursors[frame.conv], st.epochs[frame.conv] = frame.last_seq, frame.epoch
             st.syncing.discard(frame.conv)
             if self.hello is not None:
                 await self._online(ws)
         elif isinstance(frame, p.Unassigned):
             st.cursors.pop(frame.conv, None)
+            st.epochs.pop(frame.conv, None)
             st.syncing.discard(frame.conv)
             for msg_id in [m for m, pend in self.pending.items() if pend.frame.conv == frame.conv]:
                 del self.pending[msg_id]

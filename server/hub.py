@@ -4,8 +4,13 @@ The websocket layer (net.py) decodes frames and calls ``Hub.handle``; the
 router (routing.py) decides who serves whom; the store makes things durable.
 The hub ties them together with two rules:
 
-* a message gets its sequence number when it is submitted, and is acked and
-  delivered only once the store says it is durable (in submission order);
+* a message gets its sequence number when it is submitted; it is delivered
+  once it is written (it then survives a crash of the hub) and acked to its
+  sender once it is durable (it then survives a power cut), in submission
+  order. A power cut can take back a message shown but not yet acked, and the
+  next run can give its seq to another; so every message also carries the
+  run of the hub that numbered it (``hub_epoch``), a client's cursor is (seq,
+  epoch), and a cursor that names a message not stored gets a resync;
 * a session sees a conversation only while it is in ``session.visible``:
   visibility is granted after the assignment is durable, and withdrawn at
   once when the assignment ends, so no frame reaches a socket whose principal
@@ -87,10 +92,10 @@ class Conversation:
     """A conversation the hub holds in memory (every one not closed)."""
 
     rec: ConversationRecord
-    last_seq: int = 0  # the newest seq handed out (maybe not yet durable)
-    committed_seq: int = 0  # the newest seq known durable
-    # (sender id, msg id) -> (seq, future or None once durable): dedupe of resends
-    msg_ids: dict[tuple[str, str], tuple[int, asyncio.Future[None] | None]] = field(
+    last_seq: int = 0  # the newest seq handed out (maybe not yet written)
+    committed_seq: int = 0  # the newest seq written, so shown (maybe not yet synced)
+    # (sender id, msg id) -> (seq, hub epoch, future or None once durable): dedupe of resends
+    msg_ids: dict[tuple[str, str], tuple[int, int, asyncio.Future[None] | None]] = field(
         default_factory=dict
     )
     customer: Session | None = None
@@ -146,6 +151,7 @@ class Hub:
         self.stats = DayStats(clock)
         self._maintainer: asyncio.Task[None] | None = None
         self.started = False
+        self.hub_epoch = 0  # this run of the hub (set at start): numbers its messages with seqs
 
     # ------------------------------------------------------------------
     # life
@@ -153,6 +159,7 @@ class Hub:
 
     async def start(self) -> None:
         await self.store.open()
+        self.hub_epoch = await self.store.next_epoch()
         if self._kb_owned:
             ok, problem = await self.reload_kb(actor="hub")
             if not ok:
@@ -215,8 +222,8 @@ class Hub:
                     continue
                 self.router.restore_assigned(rec.id, rec.grp, rec.klass, rec.agent_id, rec.assigned_at)
                 conv.durable_agent = rec.agent_id  # it came from the database
-        for (conv_id, sender, msg_id), seq in sent.items():
-            self.convs[conv_id].msg_ids[(sender, msg_id)] = (seq, None)
+        for (conv_id, sender, msg_id), (seq, epoch) in sent.items():
+            self.convs[conv_id].msg_ids[(sender, msg_id)] = (seq, epoch, None)
         # Agents holding chats are not connected after a restart: their grace starts now.
         for agent in self.router.agents.values():
             if agent.chats:
@@ -337,10 +344,9 @@ class Hub:
         self.metrics.chats_started += 1
         self.stats.chat_started()
 
-        def welcome(fut: asyncio.Future[None]) -> None:
-            if fut.exception() is not None:
-                session.error("store_failed", "could not start the chat; try again", ref="hello")
-                return
+        # Welcomed once written, like a message is shown: in the same turn as
+        # the greeting written with it, and before it.
+        def welcome() -> None:
             session.visible.add(rec.id)
             session.send(p.Welcome(conv=rec.id, resume_token=token, resumed=False,
                                    state=rec.state, last_seq=0))  # type: ignore[arg-type]
@@ -349,7 +355,11 @@ class Hub:
                 conv.queue_sent = None
                 self._refresh_queue(rec.grp)
 
-        self.store.insert_conversation(rec).add_done_callback(welcome)
+        def failed(fut: asyncio.Future[None]) -> None:
+            if fut.exception() is not None and rec.id not in session.visible:
+                session.error("store_failed", "could not start the chat; try again", ref="hello")
+
+        self.store.insert_conversation(rec, written=welcome).add_done_callback(failed)
         self._bot_turn(conv, self.bot.greet(self._bot_context(conv)))
 
     async def _resume_customer(self, session: Session, f: p.Hello) -> None:
@@ -376,7 +386,7 @@ class Hub:
         session.visible.add(rec.id)
         session.send(p.Welcome(conv=rec.id, resume_token=f.resume_token or "", resumed=True,
                                state=rec.state, last_seq=last_known))  # type: ignore[arg-type]
-        await self._replay(session, rec.id, f.last_seq, include_staff=False, known=last_known)
+        await self._replay(session, rec.id, f.last_seq, include_staff=False, epoch=f.last_epoch)
         if conv is not None:
             if rec.state == "assigned" and rec.agent_id:
                 session.send(p.ConvState(conv=rec.id, state="assigned", agent_name=self._name(rec.agent_id)))
@@ -508,7 +518,8 @@ class Hub:
         for conv_id in sorted(agent.chats):
             conv = self.convs.get(conv_id)
             if conv is not None and conv.durable_agent == user.id:  # pending ones come when stored
-                self._grant(user.id, conv_id, after=f.cursors.get(conv_id, 0), resumed=conv_id in f.cursors)
+                self._grant(user.id, conv_id, after=f.cursors.get(conv_id, 0), resumed=conv_id in f.cursors,
+                            epoch=f.epochs.get(conv_id, 0))
         for conv_id in f.cursors:
             if conv_id not in agent.chats:
                 session.send(p.Unassigned(conv=conv_id, reason="not_yours"))
@@ -681,7 +692,7 @@ class Hub:
         self.store.audit(session.principal, "watch", target=conv.id)
         self._send_watching(session, conv)
         session.begin_sync(conv.id)
-        self.spawn(self._replay(session, conv.id, 0, include_staff=True, known=conv.committed_seq))
+        self.spawn(self._replay(session, conv.id, 0, include_staff=True))
 
     def _send_watching(self, session: Session, conv: Conversation) -> None:
         rec = conv.rec
@@ -831,8 +842,8 @@ class Hub:
         key = (session.principal if session.role != "customer" else "customer", msg_id)
         known = conv.msg_ids.get(key)
         if known is not None:
-            seq, fut = known
-            ack = p.Ack(conv=conv.id, msg_id=msg_id, seq=seq, duplicate=True)
+            seq, epoch, fut = known
+            ack = p.Ack(conv=conv.id, msg_id=msg_id, seq=seq, duplicate=True, epoch=epoch)
             if fut is None or fut.done():
                 session.send(ack)
             else:
@@ -845,15 +856,15 @@ class Hub:
                 conv.msg_ids.pop(key, None)  # a resend may try again
                 session.error("store_failed", "not stored; send again", ref=msg_id, conv=conv.id)
                 return
-            conv.msg_ids[key] = (seq, None)
-            session.send(p.Ack(conv=conv.id, msg_id=msg_id, seq=seq))
+            conv.msg_ids[key] = (seq, self.hub_epoch, None)
+            session.send(p.Ack(conv=conv.id, msg_id=msg_id, seq=seq, epoch=self.hub_epoch))
             self.metrics.observe_ack(time.perf_counter() - received)
 
         seq, fut = self._append(
             conv, kind=kind, sender=sender, sender_id=key[0], sender_name=session.name,
             text=mask_at_rest(text), msg_id=msg_id, then=acked,
         )  # fmt: skip
-        conv.msg_ids[key] = (seq, fut)
+        conv.msg_ids[key] = (seq, self.hub_epoch, fut)
         self.metrics.messages += 1
         return True
 
@@ -862,27 +873,28 @@ class Hub:
         sender_id: str = "", sender_name: str = "", msg_id: str = "",
         then: Callable[[bool], None] | None = None,
     ) -> tuple[int, asyncio.Future[None]]:  # fmt: skip
-        """Store a message; once durable, fan it out, then `then(stored)` (the sender's ack)."""
+        """Store a message; once written, fan it out; once durable, `then(stored)` (the sender's ack)."""
         conv.last_seq += 1
         rec = MessageRecord(
             conv_id=conv.id, seq=conv.last_seq, msg_id=msg_id, kind=kind, sender=sender,
             sender_id=sender_id, sender_name=sender_name, text=text, ts=self.clock(),
+            epoch=self.hub_epoch,
         )  # fmt: skip
-        fut = self.store.append_message(rec)
-        # One callback, not two: this runs for every message.
-        fut.add_done_callback(partial(self._committed, conv, rec, then))
+        fut = self.store.append_message(rec, written=partial(self._shown, conv, rec))
+        fut.add_done_callback(partial(self._stored, conv, rec, then))
         return rec.seq, fut
 
-    def _committed(
+    def _stored(
         self, conv: Conversation, rec: MessageRecord, then: Callable[[bool], None] | None,
         fut: asyncio.Future[None],
     ) -> None:  # fmt: skip
-        """Fan a durable message out to everyone who may see it now."""
         if fut.exception() is not None:
             log.error("message %s#%d not stored", conv.id, rec.seq)
-            if then is not None:
-                then(False)
-            return
+        if then is not None:
+            then(fut.exception() is None)
+
+    def _shown(self, conv: Conversation, rec: MessageRecord) -> None:
+        """Fan a written message out to everyone who may see it now."""
         conv.committed_seq = max(conv.committed_seq, rec.seq)
         data = p.encode(_msg_frame(rec))
         if rec.kind != "note" and conv.customer is not None and conv.id in conv.customer.visible:
@@ -894,17 +906,33 @@ class Hub:
         for watcher in conv.watchers:
             if conv.id in watcher.visible:
                 watcher.deliver(conv.id, rec.seq, data)
-        if then is not None:
-            then(True)
 
-    async def _replay(self, session: Session, conv_id: str, after: int, include_staff: bool, known: int) -> None:
-        """Send what the client missed, then ``synced``; live traffic is held meanwhile."""
-        if after > known:
-            session.send(p.Resync(conv=conv_id, reason=f"cursor {after} is past the last message {known}"))
-            after = 0
+    async def _replay(
+        self, session: Session, conv_id: str, after: int, include_staff: bool, epoch: int = 0
+    ) -> None:  # fmt: skip
+        """Send what the client missed after its cursor (`after`, `epoch`), then
+        ``synced``; live traffic is held meanwhile.
+
+        The cursor must name a message as stored: the same seq from the same run
+        of the hub. Otherwise (a forged cursor, or a message shown before a power
+        cut took it back and this run gave its seq to another) the client is told
+        to drop its copy and gets the whole history: never a silent partial one."""
         session.begin_sync(conv_id)
+        conv = self.convs.get(conv_id)
+        last, last_epoch = 0, 0
         try:
-            msgs = await self.store.messages_after(conv_id, after, include_staff)
+            # From the cursor's own row on: it checks the cursor, and (with the
+            # notes, dropped below for customers) gives the epoch of the last seq.
+            rows = await self._shown_rows(conv_id, conv, max(after - 1, 0))
+            if after:
+                here = rows[0] if rows and rows[0].seq == after else None
+                if here is not None and here.epoch == epoch:
+                    last, last_epoch = after, epoch
+                else:
+                    why = (f"message {after} is not the one you hold (the hub lost it in a crash)"
+                           if here is not None else f"cursor {after} is past the last message")  # fmt: skip
+                    session.send(p.Resync(conv=conv_id, reason=why))
+                    rows = await self._shown_rows(conv_id, conv, 0)
         except StoreError as exc:
             session.drop_sync(conv_id)
             session.error("store_failed", f"could not replay: {exc}", conv=conv_id)
@@ -912,19 +940,28 @@ class Hub:
         if conv_id not in session.visible:
             session.drop_sync(conv_id)
             return
-        conv = self.convs.get(conv_id)
+        for rec in rows:
+            if rec.seq <= last:
+                continue
+            if include_staff or rec.kind != "note":
+                session.push(p.encode(_msg_frame(rec)))
+                if session.backlog > session.max_outbound // 2:
+                    await session.flush()  # a long history must not trip the slow-client limit
+            last, last_epoch = rec.seq, rec.epoch
+        upto = session.end_sync(conv_id, last)
         if conv is not None:
-            # A row can be read before its commit is synced: it comes live
-            # once durable (held back meanwhile), never from here before that.
-            msgs = [m for m in msgs if m.seq <= conv.committed_seq]
-        for rec in msgs:
-            session.push(p.encode(_msg_frame(rec)))
-            if session.backlog > session.max_outbound // 2:
-                await session.flush()  # a long history must not trip the slow-client limit
-        last = session.end_sync(conv_id, msgs[-1].seq if msgs else after)
+            upto = max(upto, conv.committed_seq)
+        if upto > last:  # live since the read: numbered by this run
+            last, last_epoch = upto, self.hub_epoch
+        session.send(p.Synced(conv=conv_id, last_seq=last, epoch=last_epoch))
+
+    async def _shown_rows(self, conv_id: str, conv: Conversation | None, after: int) -> list[MessageRecord]:
+        rows = await self.store.messages_after(conv_id, after, include_staff=True)
         if conv is not None:
-            last = max(last, conv.committed_seq)
-        session.send(p.Synced(conv=conv_id, last_seq=max(last, known)))
+            # Only what has been shown: a row can be read a moment before its
+            # commit's callbacks ran; it comes live then (held back meanwhile).
+            rows = [m for m in rows if m.seq <= conv.committed_seq]
+        return rows
 
     # ------------------------------------------------------------------
     # bot, queues, assignment
@@ -1051,7 +1088,7 @@ class Hub:
             if conv.id in watcher.visible:
                 self._send_watching(watcher, conv)
 
-    def _grant(self, agent_id: str, conv_id: str, after: int, resumed: bool) -> None:
+    def _grant(self, agent_id: str, conv_id: str, after: int, resumed: bool, epoch: int = 0) -> None:
         """Show an assigned chat to its agent's session: the card, then history."""
         session = self.agent_sessions.get(agent_id)
         conv = self.convs.get(conv_id)
@@ -1074,7 +1111,7 @@ class Hub:
             queue_wait_s=round(max(0.0, rec.assigned_at - rec.asked_at), 1) if rec.asked_at else 0.0,
         ))  # fmt: skip
         session.begin_sync(conv_id)  # hold live messages from now until the replay is out
-        self.spawn(self._replay(session, conv_id, after, include_staff=True, known=conv.committed_seq))
+        self.spawn(self._replay(session, conv_id, after, include_staff=True, epoch=epoch))
 
     def _close(
         self, conv: Conversation, closed_by: str, reason: str, notice: str, **extra: Any
@@ -1363,7 +1400,7 @@ def _tag(frame: p.Frame) -> str:
 def _msg_frame(rec: MessageRecord) -> p.Msg:
     return p.Msg(
         conv=rec.conv_id, seq=rec.seq, kind=rec.kind, sender=rec.sender, text=rec.text, ts=rec.ts,  # type: ignore[arg-type]
-        msg_id=rec.msg_id, sender_id=rec.sender_id, sender_name=rec.sender_name,
+        msg_id=rec.msg_id, sender_id=rec.sender_id, sender_name=rec.sender_name, epoch=rec.epoch,
     )  # fmt: skip
 
 

@@ -57,6 +57,7 @@ class Hello(Frame, tag="hello"):
     lang: Literal["zh", "en"] = "zh"
     resume_token: Annotated[str, Meta(max_length=128)] | None = None
     last_seq: Seq = 0
+    last_epoch: Seq = 0  # the ``epoch`` of the message at ``last_seq``
 
 
 class Login(Frame, tag="login"):
@@ -67,6 +68,8 @@ class Login(Frame, tag="login"):
     token: Annotated[str, Meta(max_length=128)] | None = None
     # Conversation id -> last sequence number this client holds.
     cursors: Annotated[dict[Id, Seq], Meta(max_length=32)] = {}
+    # Conversation id -> the ``epoch`` of the message at that cursor.
+    epochs: Annotated[dict[Id, Seq], Meta(max_length=32)] = {}
 
 
 class Logout(Frame, tag="logout"):
@@ -317,6 +320,7 @@ class Ack(Frame, tag="ack"):
     msg_id: str
     seq: int
     duplicate: bool = False
+    epoch: int = 0
 
 
 class Msg(Frame, tag="msg"):
@@ -334,6 +338,8 @@ class Msg(Frame, tag="msg"):
     msg_id: str = ""
     sender_id: str = ""
     sender_name: str = ""
+    # Which run of the hub numbered it: a cursor is (seq, epoch), see Hello.
+    epoch: int = 0
 
 
 class TypingEvent(Frame, tag="typing"):
@@ -414,6 +420,7 @@ class Synced(Frame, tag="synced"):
 
     conv: str
     last_seq: int
+    epoch: int = 0  # of the message at ``last_seq``: the client's cursor from now
 
 
 class Resync(Frame, tag="resync"):

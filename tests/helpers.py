@@ -71,6 +71,21 @@ class Client:
     def of(self, type_: str, conv: str | None = None) -> list[dict[str, Any]]:
         return [f for f in self.frames if f.get("type") == type_ and (conv is None or f.get("conv") == conv)]
 
+    def cursor(self, conv: str) -> tuple[int, int]:
+        """(seq, epoch) this client holds for `conv`, as desk/client.py keeps it."""
+        seq, epoch = 0, 0
+        for f in self.frames:
+            if f.get("conv") != conv:
+                continue
+            kind = f.get("type")
+            if kind in ("msg", "ack") and f["seq"] > seq:
+                seq, epoch = f["seq"], f.get("epoch", 0)
+            elif kind == "synced" and f["last_seq"] >= seq:
+                seq, epoch = f["last_seq"], f.get("epoch", 0)
+            elif kind == "resync":
+                seq, epoch = 0, 0
+        return seq, epoch
+
     def texts(self, conv: str | None = None) -> list[str]:
         return [f["text"] for f in self.of("msg", conv)]
 

@@ -108,13 +108,13 @@ async def test_a_message_the_hub_could_not_store_goes_again_without_a_reconnect(
     store = hub.hub.store
     real, failed = store.append_message, []
 
-    def flaky(rec: MessageRecord) -> asyncio.Future[None]:
+    def flaky(rec: MessageRecord, written: object = None) -> asyncio.Future[None]:
         if rec.sender == "customer" and not failed:
             failed.append(rec.msg_id)
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             fut.set_exception(OSError("disk full"))
             return fut
-        return real(rec)
+        return real(rec, written)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store, "append_message", flaky)
     frames: list[object] = []

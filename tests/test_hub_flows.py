@@ -217,12 +217,12 @@ async def test_customer_cut_mid_stream_resumes_with_nothing_lost_or_duplicated(h
     for i in range(5):
         await a.say(f"第{i}条", conv=c.conv)
     await c.expect("msg", lambda f: f["text"] == "第4条")
-    held = max(f["seq"] for f in c.of("msg"))
+    held, epoch = c.cursor(c.conv)
     await c.close()
     for i in range(5, 10):  # sent while the customer is away
         await a.say(f"第{i}条", conv=c.conv)
     back = await Client.connect(hub.url)
-    await back.send(type="hello", name="王先生", resume_token=c.token, last_seq=held)
+    await back.send(type="hello", name="王先生", resume_token=c.token, last_seq=held, last_epoch=epoch)
     w = await back.expect("welcome")
     assert w["resumed"] and w["conv"] == c.conv
     await back.expect("synced")
@@ -261,13 +261,13 @@ async def test_agent_reconnecting_within_grace_resumes_its_chats(hub: HubServer)
     await a.expect("synced")
     await c.say("第一句")
     await a.expect("msg", lambda f: f["text"] == "第一句")
-    cursor = max(f["seq"] for f in a.of("msg"))
+    cursor, epoch = a.cursor(c.conv)
     token = a.token
     await a.close()
     await wait_until(lambda: not hub.hub.router.agents["a1"].connected, what="disconnect seen")
     await c.say("第二句")  # while the agent is gone
     back = await Client.connect(hub.url)
-    await back.send(type="login", user="a1", token=token, cursors={c.conv: cursor})
+    await back.send(type="login", user="a1", token=token, cursors={c.conv: cursor}, epochs={c.conv: epoch})
     await back.expect("login_ok")
     card = await back.expect("assigned", lambda f: f["conv"] == c.conv)
     assert card["resumed"]
@@ -457,9 +457,10 @@ async def test_the_agent_sees_the_customer_go_offline_and_come_back(hub: HubServ
     assert not [f for f in back.of("presence")]  # the customer is never sent presence frames
 
 
-async def test_a_resume_never_replays_a_message_before_it_is_durable(tmp_path) -> None:
-    """With FULL, a row is in the database before its WAL is synced. A customer resuming in that
-    moment must not be shown it from the replay: it comes once durable, live, exactly once."""
+async def test_a_message_is_shown_once_written_and_acked_only_once_synced(tmp_path) -> None:
+    """With FULL, a message reaches the other side as soon as it is written (it then survives a
+    crash of the hub), and its sender's ack waits for the WAL's fdatasync (it then survives a power
+    cut). A customer resuming meanwhile gets it from the replay, once, and never again live."""
     import os
     import signal
 
@@ -477,18 +478,20 @@ async def test_a_resume_never_replays_a_message_before_it_is_durable(tmp_path) -
         os.kill(sync_pid, signal.SIGSTOP)  # the disk is slow: the next commit waits for its sync
         try:
             await a.send(type="send", conv=c.conv, msg_id="r1", text="还没落盘的回复")
-            await wait_until(lambda: server.hub.convs[c.conv].last_seq > server.hub.convs[c.conv].committed_seq,
-                             what="written, not yet synced")  # fmt: skip
+            shown = await c.expect("msg", lambda f: f.get("msg_id") == "r1")
+            assert shown["epoch"] == server.hub.hub_epoch
             back = await Client.connect(server.url)
             await back.send(type="hello", name="王先生", resume_token=c.token, last_seq=0)
             await back.expect("synced")
-            assert "还没落盘的回复" not in back.texts()
-            assert not a.of("ack")
+            assert back.texts().count("还没落盘的回复") == 1
+            await asyncio.sleep(0.3)
+            assert not a.of("ack"), "acked before the sync"
         finally:
             os.kill(sync_pid, signal.SIGCONT)
-        await a.expect("ack", lambda f: f["msg_id"] == "r1")
-        await back.expect("msg", lambda f: f["text"] == "还没落盘的回复")
-        await asyncio.sleep(0.1)
+        ack = await a.expect("ack", lambda f: f["msg_id"] == "r1")
+        assert (ack["seq"], ack["epoch"]) == (shown["seq"], shown["epoch"])
+        await a.say("第二句", conv=c.conv)
+        await back.expect("msg", lambda f: f["text"] == "第二句")
         assert back.texts().count("还没落盘的回复") == 1
     finally:
         await server.stop()

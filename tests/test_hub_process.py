@@ -51,15 +51,16 @@ async def test_an_acked_message_survives_sigkill_and_resume_delivers_it(tmp_path
         await a.send(type="set_status", status="online")
         c = await customer(url, "王先生")
         await a.expect("synced", lambda f: f["conv"] == c.conv)
-        cursor = max(f["seq"] for f in a.of("msg"))
+        cursor, epoch = a.cursor(c.conv)
         ack = await c.say("请帮我挂失尾号0128的卡")
         proc.send_signal(signal.SIGKILL)  # no chance to flush anything
         await proc.wait()
     async with hub_process(db) as (proc, url):
         back = await Client.connect(url)
-        await back.send(type="hello", name="王先生", resume_token=c.token, last_seq=ack["seq"] - 1)
+        await back.send(type="hello", name="王先生", resume_token=c.token, last_seq=ack["seq"] - 1,
+                         last_epoch=ack["epoch"])
         await back.expect("synced")
-        agent = await login(url, "a1", token=a.token, cursors={c.conv: cursor})
+        agent = await login(url, "a1", token=a.token, cursors={c.conv: cursor}, epochs={c.conv: epoch})
         card = await agent.expect("assigned", lambda f: f["conv"] == c.conv)
         assert card["resumed"]
         await agent.expect("synced", lambda f: f["conv"] == c.conv)

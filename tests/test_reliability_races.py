@@ -228,15 +228,15 @@ class CommitGate:
 
     def __init__(self, store: Any) -> None:
         self.open_all = True
-        self.groups: list[list[tuple[tuple[str, tuple[Any, ...]], asyncio.Future[None]]]] = [[]]
+        self.groups: list[list[tuple[tuple[str, tuple[Any, ...], Any], asyncio.Future[None]]]] = [[]]
         self._orig = store._submit
         store._submit = self._submit  # one private seam: every write goes through it
 
-    def _submit(self, sql: str, params: tuple[Any, ...]) -> asyncio.Future[None]:
+    def _submit(self, sql: str, params: tuple[Any, ...], written: Any = None) -> asyncio.Future[None]:
         if self.open_all:
-            return self._orig(sql, params)
+            return self._orig(sql, params, written)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.groups[-1].append(((sql, params), fut))
+        self.groups[-1].append(((sql, params, written), fut))
         return fut
 
     def mark(self) -> None:
@@ -256,8 +256,8 @@ class CommitGate:
         todo, self.groups = self.groups[:n], self.groups[n:]
         real: list[asyncio.Future[None]] = []
         for group in todo:
-            for (sql, params), fut in group:
-                inner = self._orig(sql, params)
+            for (sql, params, written), fut in group:
+                inner = self._orig(sql, params, written)
                 inner.add_done_callback(lambda r, fut=fut: _copy(r, fut))
                 real.append(inner)
         if real:
@@ -294,6 +294,7 @@ class FakeWire:
         # What this socket was told: conv -> seqs of the open spell (None: not shown)
         self.spells: dict[str, list[int]] = {}
         self.last_seq: dict[str, int] = {}
+        self.last_epoch: dict[str, int] = {}  # of the message at last_seq
         self.cursors_sent: set[str] = set()  # chats this desk named in its login
         # Session._write_now's fast path (the net layer's websocket connection)
         self.protocol = self
@@ -370,12 +371,13 @@ class HubMachine(RuleBasedStateMachine):
     async def _login(self, a: str) -> FakeWire:
         old = self.desks.get(a)
         cursors = {c: old.last_seq.get(c, 0) for c in old.spells} if old is not None else {}
+        epochs = {c: old.last_epoch.get(c, 0) for c in old.spells} if old is not None else {}
         wire = FakeWire(self, "agent", a)
         wire.session = Session(wire, peer="10.0.0.1")  # type: ignore[arg-type]
         wire.cursors_sent = set(cursors)
         self.hub.connected(wire.session)
         self.desks[a] = wire
-        await self.hub.handle(wire.session, p.Login(user=a, token=self.tokens[a], cursors=cursors))
+        await self.hub.handle(wire.session, p.Login(user=a, token=self.tokens[a], cursors=cursors, epochs=epochs))
         return wire
 
     async def _settle(self) -> None:
@@ -461,7 +463,7 @@ class HubMachine(RuleBasedStateMachine):
                 assert f["kind"] != "note", f"customer got a staff note: {f}"
                 assert self.stored(conv, f["seq"]), f"{conv}#{f['seq']} shown before it was stored"
                 assert f["seq"] > wire.last_seq.get(conv, 0), f"customer got {conv}#{f['seq']} out of order"
-                wire.last_seq[conv] = f["seq"]
+                wire.last_seq[conv], wire.last_epoch[conv] = f["seq"], f.get("epoch", 0)
             return
         a = wire.name
         if kind in ("assigned", "msg", "synced", "typing", "resync", "presence"):
@@ -482,7 +484,7 @@ class HubMachine(RuleBasedStateMachine):
             assert f["seq"] > wire.last_seq.get(conv, 0), (
                 f"{a} got {conv}#{f['seq']} after #{wire.last_seq.get(conv)} in one spell")
             wire.spells[conv].append(f["seq"])
-            wire.last_seq[conv] = f["seq"]
+            wire.last_seq[conv], wire.last_epoch[conv] = f["seq"], f.get("epoch", 0)
         elif kind == "unassigned":
             asked = f.get("reason") == "not_yours" and conv in wire.cursors_sent  # it named the chat itself
             assert conv in wire.spells or asked, f"{a} told it lost {conv}, which it was never shown"
@@ -536,7 +538,8 @@ class HubMachine(RuleBasedStateMachine):
         self.hub.connected(back.session)
         self.customers.append(back)
         self.act(self.hub.handle(back.session, p.Hello(name="x", resume_token=welcome["resume_token"],
-                                                       last_seq=c.last_seq.get(welcome["conv"], 0))))  # fmt: skip
+                                                       last_seq=c.last_seq.get(welcome["conv"], 0),
+                                                       last_epoch=c.last_epoch.get(welcome["conv"], 0))))  # fmt: skip
 
     @precondition(lambda self: any(c.session and c.session.conv in self.hub.convs for c in self.customers))
     @rule(data=st.data())

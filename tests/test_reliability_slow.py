@@ -100,9 +100,10 @@ async def test_a_desk_that_stops_reading_slows_nobody_stays_bounded_and_resumes(
         assert server.hub.router.agents["a1"].chats == {w.conv for w in writers}
         slow.ws.transport.resume_reading()
         await wait_until(lambda: slow.closed_code is not None, timeout=10, what="old socket closed")
-        cursors = {w.conv: max([f["seq"] for f in slow.of("msg", w.conv)], default=0) for w in writers}
+        held = {w.conv: slow.cursor(w.conv) for w in writers}
         back = await Client.connect(server.url)
-        await back.send(type="login", user="a1", token=slow.token, cursors=cursors)
+        await back.send(type="login", user="a1", token=slow.token, cursors={c: s for c, (s, _) in held.items()},
+                        epochs={c: e for c, (_, e) in held.items()})  # fmt: skip
         for w in writers:
             card = await back.expect("assigned", lambda f, w=w: f["conv"] == w.conv)
             assert card["resumed"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from server.store import ConversationRecord, MessageRecord, SQLiteStore, StoreError
+from server.store.schema import MIGRATIONS
 
 
 def msg(seq: int, text: str = "hi") -> MessageRecord:
@@ -65,7 +66,6 @@ async def test_the_audit_chain_detects_tampering(tmp_path: Path) -> None:
 
 def version_4_database(tmp_path: Path) -> Path:
     """A hub's database as schema version 4 left it: one chat, three messages stored out of order."""
-    from server.store.schema import MIGRATIONS
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:  # a hub's database as version 4 left it
@@ -94,13 +94,14 @@ async def test_a_database_from_before_version_5_keeps_every_message_in_order(tmp
     await store.open()
     try:
         assert [m.text for m in await store.messages_after("c-1", 0, True)] == ["第1句", "第2句", "第3句"]
-        assert await store.message_ids(["c-1"]) == {("c-1", "customer", f"m{i}"): i for i in (1, 2, 3)}
+        # epoch 0: numbered before the hub counted its runs (migration 6)
+        assert await store.message_ids(["c-1"]) == {("c-1", "customer", f"m{i}"): (i, 0) for i in (1, 2, 3)}
         assert await store.last_seqs(["c-1"]) == {"c-1": 3}
         with pytest.raises(StoreError):  # one seq per conversation, still enforced
             await store.append_message(msg(2, "again"))
         await store.append_message(msg(4))
         assert [m.seq for m in await store.messages_after("c-1", 2, True)] == [3, 4]
-        assert (await store.query("PRAGMA user_version"))[0][0] == 5
+        assert (await store.query("PRAGMA user_version"))[0][0] == len(MIGRATIONS)
     finally:
         await store.close()
 

@@ -626,6 +626,7 @@ class SupervisorMonitor(HubLinkMixin, App[None]):
             # The client keeps a cursor per chat it saw; a supervisor's chats are
             # only watched, and a login carries at most 32 cursors.
             self.client.state.cursors.pop(conv, None)
+            self.client.state.epochs.pop(conv, None)
         self.refresh_watch_head()
 
     async def action_unwatch(self) -> None:

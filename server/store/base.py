@@ -12,7 +12,7 @@ which happens only after the write is durable.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import msgspec
@@ -73,6 +73,7 @@ class MessageRecord(msgspec.Struct, kw_only=True):
     sender_name: str = ""
     text: str
     ts: float
+    epoch: int = 0  # the run of the hub that numbered it (see Hub.epoch)
 
 
 class AuditRecord(msgspec.Struct, kw_only=True):
@@ -102,11 +103,25 @@ class Store(Protocol):
     # -- writes: a future that resolves once the write is durable ----------
     def put_user(self, user: UserRecord) -> asyncio.Future[None]: ...
 
-    def insert_conversation(self, conv: ConversationRecord) -> asyncio.Future[None]: ...
+    def insert_conversation(
+        self, conv: ConversationRecord, written: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]:
+        """`written()`: as for `append_message`."""
+        ...
 
     def update_conversation(self, conv_id: str, **fields: Any) -> asyncio.Future[None]: ...
 
-    def append_message(self, msg: MessageRecord) -> asyncio.Future[None]: ...
+    def append_message(
+        self, msg: MessageRecord, written: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]:
+        """`written()` runs once the message is committed (readable, and kept
+        if the hub process dies), which may be before it is durable against
+        a power cut, when the future resolves."""
+        ...
+
+    async def next_epoch(self) -> int:
+        """Count one more run of the hub, durably; returns its number (1, 2, ...)."""
+        ...
 
     def add_transfer(
         self, conv_id: str, from_agent: str, to_group: str, to_agent: str, note: str, ts: float
@@ -161,8 +176,8 @@ class Store(Protocol):
 
     async def last_seqs(self, conv_ids: Iterable[str]) -> dict[str, int]: ...
 
-    async def message_ids(self, conv_ids: Iterable[str]) -> dict[tuple[str, str, str], int]:
-        """(conv, sender id, msg id) -> seq, for dedupe across a restart."""
+    async def message_ids(self, conv_ids: Iterable[str]) -> dict[tuple[str, str, str], tuple[int, int]]:
+        """(conv, sender id, msg id) -> (seq, epoch), for dedupe across a restart."""
         ...
 
     async def messages_after(

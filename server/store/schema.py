@@ -170,6 +170,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages_v5 RENAME TO messages;
     CREATE UNIQUE INDEX messages_conv_seq ON messages(conv_id, seq);
     """,
+    # 6: which run of the hub numbered a message. A message is shown once it
+    # is written and acked once it is synced, so a power cut can take back a
+    # shown one and the next run reuse its seq; a client's cursor names the
+    # run too, and a cursor whose (seq, epoch) is not stored gets a resync.
+    """
+    ALTER TABLE messages ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    INSERT OR IGNORE INTO meta(k, v) VALUES ('epoch', '0');
+    """,
 ]
 
 

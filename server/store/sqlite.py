@@ -15,10 +15,11 @@ under load waits milliseconds for the interpreter lock) with
 ``fdatasync`` the WAL before it resolves the futures (``walsync.py``). A
 commit in WAL mode is durable once its WAL frames are on disk, so "NORMAL,
 then fdatasync of the WAL" gives what SQLite's FULL gives an ack, minus the
-blocked loop. One difference: a commit is readable before it is synced
-(FULL syncs first), so the hub never shows a row it reads back before the
-row's future resolved (see ``Hub._replay``). While a sync is out, new
-writes gather for the next commit. The loop still syncs briefly itself when
+blocked loop. A write may also carry a ``written`` callback, run right
+after its commit, while the helper syncs: the hub shows a message to the
+other side then (it survives a crash of the hub from there on) and acks it
+to its sender when the future resolves (it survives a power cut). While a
+sync is out, new writes gather for the next commit. The loop still syncs briefly itself when
 SQLite starts the WAL over after a checkpoint (it syncs the new header).
 The writer never waits for a lock on the loop: another process holding the
 write lock (a CLI import) is retried after a short pause.
@@ -33,7 +34,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,7 @@ class _Write:
     sql: str
     params: tuple[Any, ...]
     future: asyncio.Future[None]
+    written: Callable[[], None] | None = None  # runs at the commit, before the sync
 
 
 def _dump(value: Any) -> str:
@@ -108,7 +110,7 @@ def _user_from_row(row: aiosqlite.Row) -> UserRecord:
 def _msg_from_row(row: aiosqlite.Row) -> MessageRecord:
     return MessageRecord(
         conv_id=row[0], seq=row[1], msg_id=row[2], kind=row[3], sender=row[4],
-        sender_id=row[5], sender_name=row[6], text=row[7], ts=row[8],
+        sender_id=row[5], sender_name=row[6], text=row[7], ts=row[8], epoch=row[9],
     )  # fmt: skip
 
 
@@ -213,12 +215,14 @@ class SQLiteStore:
 
     # -- the writer ---------------------------------------------------------
 
-    def _submit(self, sql: str, params: tuple[Any, ...]) -> asyncio.Future[None]:
+    def _submit(
+        self, sql: str, params: tuple[Any, ...], written: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not self._open or self._broken:
             fut.set_exception(StoreError(self._broken or "the store is closed"))
             return fut
-        self._queue.append(_Write(sql, params, fut))
+        self._queue.append(_Write(sql, params, fut, written))
         self._schedule()
         return fut
 
@@ -275,11 +279,13 @@ class SQLiteStore:
             self._busy_waited = 0.0
         stored = sum(1 for _, e in outcome if e is None)
         if self._sync is None or not stored:
+            _written(outcome)
             self._committed(outcome)
         else:
             self._in_sync += 1
             self._unconfirmed += len(outcome)
             self._sync.sync(lambda error: self._synced(outcome, error))
+            _written(outcome)  # while the helper syncs
         if self._queue and self._busy_waited == 0.0:
             self._schedule()  # more than one batch queued, or the second commit in flight
         elif self._queue:
@@ -415,11 +421,13 @@ class SQLiteStore:
     def set_user_status(self, user_id: str, status: str) -> asyncio.Future[None]:
         return self._submit("UPDATE users SET status=? WHERE id=?", (status, user_id))
 
-    def insert_conversation(self, conv: ConversationRecord) -> asyncio.Future[None]:
+    def insert_conversation(
+        self, conv: ConversationRecord, written: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]:
         cols = ",".join(_CONV_FIELDS)
         marks = ",".join("?" * len(_CONV_FIELDS))
         params = tuple(_col(f, getattr(conv, f)) for f in _CONV_FIELDS)
-        return self._submit(f"INSERT INTO conversations({cols}) VALUES ({marks})", params)
+        return self._submit(f"INSERT INTO conversations({cols}) VALUES ({marks})", params, written)
 
     def update_conversation(self, conv_id: str, **fields: Any) -> asyncio.Future[None]:
         unknown = set(fields) - set(_CONV_FIELDS)
@@ -430,13 +438,21 @@ class SQLiteStore:
         params = (*(_col(n, fields[n]) for n in names), conv_id)
         return self._submit(f"UPDATE conversations SET {sets} WHERE id=?", params)
 
-    def append_message(self, msg: MessageRecord) -> asyncio.Future[None]:
+    def append_message(
+        self, msg: MessageRecord, written: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]:
         return self._submit(
-            "INSERT INTO messages(conv_id, seq, msg_id, kind, sender, sender_id, sender_name, text, ts)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO messages(conv_id, seq, msg_id, kind, sender, sender_id, sender_name, text, ts, epoch)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?)",
             (msg.conv_id, msg.seq, msg.msg_id, msg.kind, msg.sender, msg.sender_id,
-             msg.sender_name, msg.text, msg.ts),
+             msg.sender_name, msg.text, msg.ts, msg.epoch),
+            written,
         )  # fmt: skip
+
+    async def next_epoch(self) -> int:
+        await self._submit("UPDATE meta SET v = CAST(v AS INTEGER) + 1 WHERE k='epoch'", ())
+        rows = await self._all("SELECT v FROM meta WHERE k='epoch'")
+        return int(rows[0][0])
 
     def add_transfer(
         self, conv_id: str, from_agent: str, to_group: str, to_agent: str, note: str, ts: float
@@ -596,16 +612,16 @@ class SQLiteStore:
             out.update({r[0]: r[1] for r in rows})
         return out
 
-    async def message_ids(self, conv_ids: Iterable[str]) -> dict[tuple[str, str, str], int]:
-        out: dict[tuple[str, str, str], int] = {}
+    async def message_ids(self, conv_ids: Iterable[str]) -> dict[tuple[str, str, str], tuple[int, int]]:
+        out: dict[tuple[str, str, str], tuple[int, int]] = {}
         for chunk in _chunks(list(conv_ids)):
             marks = ",".join("?" * len(chunk))
             rows = await self._all(
-                f"SELECT conv_id, sender_id, msg_id, seq FROM messages"
+                f"SELECT conv_id, sender_id, msg_id, seq, epoch FROM messages"
                 f" WHERE conv_id IN ({marks}) AND msg_id != ''",
                 chunk,
             )
-            out.update({(r[0], r[1], r[2]): r[3] for r in rows})
+            out.update({(r[0], r[1], r[2]): (r[3], r[4]) for r in rows})
         return out
 
     async def messages_after(
@@ -613,7 +629,7 @@ class SQLiteStore:
     ) -> list[MessageRecord]:
         staff = "" if include_staff else " AND kind != 'note'"
         rows = await self._all(
-            "SELECT conv_id, seq, msg_id, kind, sender, sender_id, sender_name, text, ts"
+            "SELECT conv_id, seq, msg_id, kind, sender, sender_id, sender_name, text, ts, epoch"
             f" FROM messages WHERE conv_id=? AND seq>?{staff} ORDER BY seq",
             (conv_id, after_seq),
         )
@@ -694,6 +710,15 @@ class SQLiteStore:
     async def query(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         """Read-only SQL for reports and tests (never on a hot path)."""
         return await self._all(sql, params)
+
+
+def _written(outcome: list[tuple[_Write, Exception | None]]) -> None:
+    for write, exc in outcome:
+        if exc is None and write.written is not None:
+            try:
+                write.written()
+            except Exception:  # one caller's bug must not cost the others their acks
+                log.exception("a written-callback failed")
 
 
 def _grouped(batch: list[_Write]) -> list[tuple[str, list[tuple[Any, ...]]]]:
