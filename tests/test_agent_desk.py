@@ -326,6 +326,37 @@ async def test_a_line_the_hub_refuses_for_good_is_marked_not_sent_and_its_text_c
         assert not app.query_one("#outbox").display  # nothing left "sending…"
 
 
+async def test_a_resync_drops_the_stored_lines_and_keeps_our_unacked_reply(tmp_path: Path) -> None:
+    """After a power cut the hub may answer a resume with resync: the chat starts over from the
+    replay, but a reply still waiting for its ack stays on screen and takes its place when acked."""
+    from desk.agent.widgets import Transcript
+    from server import protocol as p
+
+    from .desk_frames import customer as info
+
+    cfg = DeskConfig(path=tmp_path / "desk.toml", lang="zh", bell=False)
+    app = make_agent_desk("ws://127.0.0.1:9/", lang="zh", config=cfg, connect=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.feed(p.LoginOk(user="a1", role="agent", name="李娜", token="t", session="s-1", status="online",
+                                 max_chats=5))  # fmt: skip
+        await app.feed(p.Assigned(conv="c-1", customer=info("王先生"), last_seq=0, handoff=p.HandoffInfo()))
+        for seq, text in ((1, "我的卡被吞了"), (2, "这条在断电时丢了")):
+            await app.feed(p.Msg(conv="c-1", seq=seq, kind="text", sender="customer", text=text, ts=1.0, epoch=1))
+        await app.feed(p.Synced(conv="c-1", last_seq=2, epoch=1))
+        line = app.model.sent("c-1", "m-7", "请稍等，我帮您查一下", app.clock())
+        assert line is not None and line.pending
+        await app.feed(p.Resync(conv="c-1", reason="message 2 is not the one you hold"))
+        await app.feed(p.Msg(conv="c-1", seq=1, kind="text", sender="customer", text="我的卡被吞了", ts=1.0, epoch=1))
+        await app.feed(p.Synced(conv="c-1", last_seq=1, epoch=1))
+        await app.feed(p.Ack(conv="c-1", msg_id="m-7", seq=2, epoch=2))
+        await pilot.pause()
+        chat = app.model.by_conv["c-1"]
+        assert [(ln.seq, ln.text) for ln in chat.lines] == [(1, "我的卡被吞了"), (2, "请稍等，我帮您查一下")]
+        assert not line.pending
+        rows = "".join("".join(t for t, _ in row) for row in app.query_one(Transcript).view.rows)  # type: ignore[union-attr]
+        assert "这条在断电时丢了" not in rows and "请稍等，我帮您查一下" in rows
+
+
 async def test_a_reply_over_the_hubs_limit_is_stopped_at_the_desk_and_kept(hub: HubServer, tmp_path: Path) -> None:
     """The desk knows the hub's limit from login: an over-long reply is not sent, and not lost."""
     await ready(hub)

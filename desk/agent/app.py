@@ -313,9 +313,7 @@ class AgentDesk(HubLinkMixin, App[None]):
     def frame_resync(self, f: p.Resync) -> None:
         chat = self.model.by_conv.get(f.conv)
         if chat is not None:
-            chat.lines.clear()
-            chat.seqs.clear()
-            chat.synced = False
+            chat.drop_stored()
             self.query_one(Transcript).rebuild(chat)
 
     def frame_unassigned(self, f: p.Unassigned) -> None:

@@ -71,6 +71,13 @@ class Chat:
     def waiting_s(self, now: float) -> float:
         return 0.0 if self.unanswered_since is None else max(0.0, now - self.unanswered_since)
 
+    def drop_stored(self) -> None:
+        """A resync: forget every stored line; keep our unacked ones (they go again,
+        and their ack or the replay puts them in place)."""
+        self.lines = [ln for ln in self.lines if ln.pending]
+        self.seqs.clear()
+        self.synced = False
+
     def add(self, line: Line) -> bool:
         """Insert in seq order (a replay may interleave with live lines); False if known."""
         if line.seq and line.seq in self.seqs:

@@ -51,7 +51,12 @@ from .walsync import SyncAbandoned, WalSync
 log = logging.getLogger("hub.store")
 
 MAX_BATCH = 512  # writes per group commit: bounds the time one commit holds the loop
-MAX_IN_SYNC = 2  # commits written and waiting for their sync at once
+# Commits written and waiting for their sync at once. A message is shown at
+# its commit, so a writer waiting for syncs delays what people see: with 2,
+# delivery p99 was 2.2-2.5x the bare relay's at 2,000-7,000 msg/s, with 32
+# 1.2-1.7x, throughput the same (docs/BENCHMARKS.md). The helper serves
+# requests that queue up with one fdatasync, so they cost no extra syncs.
+MAX_IN_SYNC = 32
 BUSY_GIVE_UP_S = 30.0  # another writer holding the lock this long fails the batch
 CLOSE_WAIT_S = 30.0  # close() waits this long for the last commits and their sync
 HOLD_BACKOFF_S = 30.0  # after a full checkpoint a reader kept from completing
@@ -236,9 +241,8 @@ class SQLiteStore:
             asyncio.get_running_loop().call_soon(self._commit_next)
 
     def _can_commit(self) -> bool:
-        # One commit may be written while the previous one is being synced: the
-        # helper starts its sync the moment the last one ends, and what arrives
-        # meanwhile gathers for the commit after.
+        # Commits go on while earlier ones are being synced (see MAX_IN_SYNC);
+        # the bound only matters when the disk stalls.
         return not self._paused and self._in_sync < MAX_IN_SYNC
 
     def _commit_next(self) -> None:
