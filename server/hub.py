@@ -344,9 +344,16 @@ class Hub:
         self.metrics.chats_started += 1
         self.stats.chat_started()
 
-        # Welcomed once written, like a message is shown: in the same turn as
-        # the greeting written with it, and before it.
-        def welcome() -> None:
+        # Welcomed once the chat is durable (a token always names a stored
+        # chat). The bot's greeting is written with it and shown at once: it
+        # is held for this socket until then (never sent before the welcome).
+        session.begin_sync(rec.id)
+
+        def welcome(fut: asyncio.Future[None]) -> None:
+            if fut.exception() is not None:
+                session.drop_sync(rec.id)
+                session.error("store_failed", "could not start the chat; try again", ref="hello")
+                return
             session.visible.add(rec.id)
             session.send(p.Welcome(conv=rec.id, resume_token=token, resumed=False,
                                    state=rec.state, last_seq=0))  # type: ignore[arg-type]
@@ -354,12 +361,9 @@ class Hub:
                 session.send(p.ConvState(conv=rec.id, state="queued", reason="queued"))
                 conv.queue_sent = None
                 self._refresh_queue(rec.grp)
+            session.end_sync(rec.id, 0)
 
-        def failed(fut: asyncio.Future[None]) -> None:
-            if fut.exception() is not None and rec.id not in session.visible:
-                session.error("store_failed", "could not start the chat; try again", ref="hello")
-
-        self.store.insert_conversation(rec, written=welcome).add_done_callback(failed)
+        self.store.insert_conversation(rec).add_done_callback(welcome)
         self._bot_turn(conv, self.bot.greet(self._bot_context(conv)))
 
     async def _resume_customer(self, session: Session, f: p.Hello) -> None:
@@ -897,9 +901,11 @@ class Hub:
         """Fan a written message out to everyone who may see it now."""
         conv.committed_seq = max(conv.committed_seq, rec.seq)
         data = p.encode(_msg_frame(rec))
-        if rec.kind != "note" and conv.customer is not None and conv.id in conv.customer.visible:
+        customer = conv.customer
+        # (syncing without visible: a new chat's own socket before its welcome, see _start_chat)
+        if rec.kind != "note" and customer is not None and (conv.id in customer.visible or customer.syncing(conv.id)):
             if rec.sender != "customer":
-                conv.customer.deliver(conv.id, rec.seq, data)
+                customer.deliver(conv.id, rec.seq, data)
         agent = self.agent_sessions.get(conv.rec.agent_id or "")
         if agent is not None and conv.id in agent.visible and rec.sender_id != agent.principal:
             agent.deliver(conv.id, rec.seq, data)
@@ -924,6 +930,9 @@ class Hub:
             # From the cursor's own row on: it checks the cursor, and (with the
             # notes, dropped below for customers) gives the epoch of the last seq.
             rows = await self._shown_rows(conv_id, conv, max(after - 1, 0))
+            if conv_id not in session.visible:  # no longer this session's to see
+                session.drop_sync(conv_id)
+                return
             if after:
                 here = rows[0] if rows and rows[0].seq == after else None
                 if here is not None and here.epoch == epoch:

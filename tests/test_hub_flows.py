@@ -457,10 +457,42 @@ async def test_the_agent_sees_the_customer_go_offline_and_come_back(hub: HubServ
     assert not [f for f in back.of("presence")]  # the customer is never sent presence frames
 
 
+async def test_a_new_chat_is_welcomed_once_stored_and_its_greeting_follows_the_welcome(tmp_path) -> None:
+    """A token must always name a stored chat (a customer's unacked lines go again into it after a
+    power cut), so the welcome waits for the sync; the bot's greeting, written with the chat and
+    shown at its write, is held for the customer until then and never comes before the welcome."""
+    import os
+    import signal
+
+    from server.bot.kb import DEFAULT_KB_PATH
+    from server.net import build_hub
+
+    from .conftest import hub_config
+
+    server = await build_hub(hub_config(tmp_path, kb_path=DEFAULT_KB_PATH)).start()
+    try:
+        sync_pid = server.hub.store._sync.pid  # type: ignore[attr-defined]
+        os.kill(sync_pid, signal.SIGSTOP)
+        try:
+            c = await Client.connect(server.url)
+            await c.send(type="hello", name="王先生")
+            await wait_until(lambda: server.hub.convs and all(conv.committed_seq for conv in server.hub.convs.values()),
+                             what="the chat and its greeting written")  # fmt: skip
+            await asyncio.sleep(0.3)
+            assert c.frames == [], "welcomed (or greeted) before the chat was synced"
+        finally:
+            os.kill(sync_pid, signal.SIGCONT)
+        await c.expect("msg", lambda f: f["sender"] == "bot")
+        kinds = [f["type"] for f in c.frames]
+        assert kinds.index("welcome") == 0 and kinds.count("msg") == 1, kinds
+    finally:
+        await server.stop()
+
+
 async def test_a_message_is_shown_once_written_and_acked_only_once_synced(tmp_path) -> None:
     """With FULL, a message reaches the other side as soon as it is written (it then survives a
     crash of the hub), and its sender's ack waits for the WAL's fdatasync (it then survives a power
-    cut). A customer resuming meanwhile gets it from the replay, once, and never again live."""
+    cut). A customer resuming meanwhile gets it from the replay, once."""
     import os
     import signal
 

@@ -64,6 +64,39 @@ async def test_the_audit_chain_detects_tampering(tmp_path: Path) -> None:
     assert not ok and "entry 3" in problem
 
 
+async def test_a_restored_backup_never_hands_out_an_epoch_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run 1, a backup, run 2, the backup restored, run 3: run 3 must not reuse run 2's epoch, or a
+    client holding run 2's messages would be resumed past what run 3 numbered with the same seqs."""
+    import shutil
+
+    import server.store.sqlite as sqlite_mod
+
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(sqlite_mod.time, "time", lambda: now[0])
+    path = tmp_path / "hub.db"
+
+    async def run() -> int:
+        store = SQLiteStore(path)
+        await store.open()
+        try:
+            return await store.next_epoch()
+        finally:
+            await store.close()
+
+    first = await run()
+    shutil.copy(path, tmp_path / "backup.db")
+    now[0] += 5
+    second = await run()
+    assert second > first
+    shutil.copy(tmp_path / "backup.db", path)
+    now[0] += 5
+    third = await run()
+    assert third not in (first, second) and third > second
+    # A clock that stands still (or steps back) still gets a new one.
+    now[0] -= 60
+    assert await run() == third + 1
+
+
 def version_4_database(tmp_path: Path) -> Path:
     """A hub's database as schema version 4 left it: one chat, three messages stored out of order."""
 

@@ -73,8 +73,9 @@ class Chat:
 
     def drop_stored(self) -> None:
         """A resync: forget every stored line; keep our unacked ones (they go again,
-        and their ack or the replay puts them in place)."""
-        self.lines = [ln for ln in self.lines if ln.pending]
+        and their ack or the replay puts them in place) and refused ones (their
+        text is the agent's)."""
+        self.lines = [ln for ln in self.lines if not ln.seq]
         self.seqs.clear()
         self.synced = False
 

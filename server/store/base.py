@@ -103,11 +103,7 @@ class Store(Protocol):
     # -- writes: a future that resolves once the write is durable ----------
     def put_user(self, user: UserRecord) -> asyncio.Future[None]: ...
 
-    def insert_conversation(
-        self, conv: ConversationRecord, written: Callable[[], None] | None = None
-    ) -> asyncio.Future[None]:
-        """`written()`: as for `append_message`."""
-        ...
+    def insert_conversation(self, conv: ConversationRecord) -> asyncio.Future[None]: ...
 
     def update_conversation(self, conv_id: str, **fields: Any) -> asyncio.Future[None]: ...
 
@@ -120,7 +116,8 @@ class Store(Protocol):
         ...
 
     async def next_epoch(self) -> int:
-        """Count one more run of the hub, durably; returns its number (1, 2, ...)."""
+        """A number for this run of the hub, durably stored, larger than any
+        before it, and not reused after a restored backup or a lost write."""
         ...
 
     def add_transfer(

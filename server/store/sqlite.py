@@ -425,13 +425,11 @@ class SQLiteStore:
     def set_user_status(self, user_id: str, status: str) -> asyncio.Future[None]:
         return self._submit("UPDATE users SET status=? WHERE id=?", (status, user_id))
 
-    def insert_conversation(
-        self, conv: ConversationRecord, written: Callable[[], None] | None = None
-    ) -> asyncio.Future[None]:
+    def insert_conversation(self, conv: ConversationRecord) -> asyncio.Future[None]:
         cols = ",".join(_CONV_FIELDS)
         marks = ",".join("?" * len(_CONV_FIELDS))
         params = tuple(_col(f, getattr(conv, f)) for f in _CONV_FIELDS)
-        return self._submit(f"INSERT INTO conversations({cols}) VALUES ({marks})", params, written)
+        return self._submit(f"INSERT INTO conversations({cols}) VALUES ({marks})", params)
 
     def update_conversation(self, conv_id: str, **fields: Any) -> asyncio.Future[None]:
         unknown = set(fields) - set(_CONV_FIELDS)
@@ -454,9 +452,13 @@ class SQLiteStore:
         )  # fmt: skip
 
     async def next_epoch(self) -> int:
-        await self._submit("UPDATE meta SET v = CAST(v AS INTEGER) + 1 WHERE k='epoch'", ())
+        # Never one used before, even when the increment itself is lost (a power
+        # cut with --sync normal) or the file is a restored backup: the clock
+        # (ms) has moved on since any run whose messages a client can hold.
         rows = await self._all("SELECT v FROM meta WHERE k='epoch'")
-        return int(rows[0][0])
+        epoch = max(int(rows[0][0]) + 1, int(time.time() * 1000))
+        await self._submit("UPDATE meta SET v=? WHERE k='epoch'", (str(epoch),))
+        return epoch
 
     def add_transfer(
         self, conv_id: str, from_agent: str, to_group: str, to_agent: str, note: str, ts: float
