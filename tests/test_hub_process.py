@@ -43,14 +43,20 @@ async def login(url: str, user: str, **kw: object) -> Client:
     return a
 
 
+async def agent_and_customer(url: str) -> tuple[Client, Client]:
+    """a1 (password secret-pw) online, and a customer it has been given, replayed to it."""
+    a = await login(url, "a1", password="secret-pw")
+    await a.send(type="set_status", status="online")
+    c = await customer(url, "王先生")
+    await a.expect("synced", lambda f: f["conv"] == c.conv)
+    return a, c
+
+
 async def test_an_acked_message_survives_sigkill_and_resume_delivers_it(tmp_path: Path) -> None:
     db = tmp_path / "hub.db"
     await admin.add_user(db, "a1", "李娜", "secret-pw")
     async with hub_process(db) as (proc, url):
-        a = await login(url, "a1", password="secret-pw")
-        await a.send(type="set_status", status="online")
-        c = await customer(url, "王先生")
-        await a.expect("synced", lambda f: f["conv"] == c.conv)
+        a, c = await agent_and_customer(url)
         cursor, epoch = a.cursor(c.conv)
         ack = await c.say("请帮我挂失尾号0128的卡")
         proc.send_signal(signal.SIGKILL)  # no chance to flush anything

@@ -25,8 +25,8 @@ from desk.client import HubClient
 from server import admin
 from server import protocol as p
 
-from .helpers import Client, customer, wait_until
-from .test_hub_process import hub_process, login
+from .helpers import Client, wait_until
+from .test_hub_process import agent_and_customer, hub_process, login
 
 
 def free_port() -> int:
@@ -68,10 +68,7 @@ def stored(db: Path, conv: str) -> list[tuple[int, str]]:
 async def shown_then_cut(db: Path) -> tuple[Client, Client, dict, tuple[int, int]]:
     """A chat; the agent's line r1 is shown to the customer, never synced; then the power goes."""
     async with hub_process(db) as (proc, url):
-        a = await login(url, "a1", password="secret-pw")
-        await a.send(type="set_status", status="online")
-        c = await customer(url, "王先生")
-        await a.expect("synced", lambda f: f["conv"] == c.conv)
+        a, c = await agent_and_customer(url)
         await c.say("我的卡被吞了")
         helpers = freeze_sync_helper(proc.pid)
         await a.send(type="send", conv=c.conv, msg_id="r1", text="请稍等，我帮您查一下")
@@ -131,10 +128,7 @@ async def test_after_a_clean_restart_a_cursor_from_the_last_run_resumes_without_
     db = tmp_path / "hub.db"
     await admin.add_user(db, "a1", "李娜", "secret-pw")
     async with hub_process(db) as (proc, url):
-        a = await login(url, "a1", password="secret-pw")
-        await a.send(type="set_status", status="online")
-        c = await customer(url, "王先生")
-        await a.expect("synced", lambda f: f["conv"] == c.conv)
+        a, c = await agent_and_customer(url)
         await a.say("您好，请问有什么可以帮您", conv=c.conv)
         await c.expect("msg", lambda f: f["text"] == "您好，请问有什么可以帮您")
         held, epoch = c.cursor(c.conv)
