@@ -938,7 +938,7 @@ class Hub:
                 if here is not None and here.epoch == epoch:
                     last, last_epoch = after, epoch
                 else:
-                    why = (f"message {after} is not the one you hold (the hub lost it in a crash)"
+                    why = (f"message {after} is not the one you hold (a power cut took it back)"
                            if here is not None else f"cursor {after} is past the last message")  # fmt: skip
                     session.send(p.Resync(conv=conv_id, reason=why))
                     rows = await self._shown_rows(conv_id, conv, 0)
